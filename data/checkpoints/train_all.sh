@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The commands that made the shipped checkpoints (also in README.md). Resumable: re-run to continue.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VITLAB=${VITLAB:-.venv/bin/vitlab}
+$VITLAB train --preset fmnist-vit --epochs 30 --batch-size 256 --lr 2e-3 --seed 0 --out data/checkpoints/fmnist-vit --quiet
+$VITLAB train --preset fmnist-resnet --epochs 10 --batch-size 128 --lr 2e-3 --seed 0 --out data/checkpoints/fmnist-resnet --quiet

@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vitlab.cli import main
+
+
+def test_train_then_eval_then_info(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--epochs", "1", "--subset", "200", "--seed", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    assert (out / "model.safetensors").is_file() and (out / "history.json").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.safetensors"), "--subset", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 100 and 0 <= result["accuracy"] <= 1
+    assert main(["info", str(out / "model.safetensors")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"]["config"]["dim"] == 64 and info["extra"]["last_epoch"]["epoch"] == 1
+
+
+def test_info_lists_presets(capsys):
+    assert main(["info"]) == 0
+    assert "fmnist-vit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
+    (["train", "--preset", "fmnist-vit", "--out", "x", "--epochs", "0"], "positive whole number"),
+    (["train", "--preset", "fmnist-vit", "--out", "x", "--lr", "abc"], "expected a number"),
+    (["train", "--preset", "fmnist-vit"], "--out"),
+])
+def test_argument_errors_are_clear(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_vitlab_errors_become_one_line_messages(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
+    assert "No checkpoint" in capsys.readouterr().err
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--out", str(tmp_path), "--subset", "70000"]) == 2
+    assert "larger than" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "vitlab.cli", "info", "--preset", "fmnist-vit"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["parameters"] == 205_962

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+import vitlab
+from vitlab import CheckpointError, TrainConfig, TrainingDivergedError, data
+from vitlab.training import CHECKPOINT_NAME, augment_batch, lr_at
+
+CFG = TrainConfig(epochs=3, batch_size=32, lr=1e-3, warmup_epochs=0.5, seed=7)
+
+
+def _setup():
+    vitlab.seed_everything(7)
+    model = vitlab.build_model("fmnist-vit-tiny", depth=1, dim=32, heads=2, drop_rate=0.1)
+    return model, data.fashion_mnist("train", subset=96, seed=7), data.fashion_mnist("test", subset=50)
+
+
+def test_same_seed_same_run():
+    results = []
+    for _ in range(2):
+        model, train_set, _ = _setup()
+        results.append(vitlab.train(model, train_set, CFG, progress=False))
+    for a, b in zip(results[0].model.state_dict().values(), results[1].model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["train_loss"] for h in results[0].history] == [h["train_loss"] for h in results[1].history]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    model, train_set, test_set = _setup()
+    straight = vitlab.train(model, train_set, CFG, test_set=test_set, progress=False)
+
+    import vitlab.training as train_module
+
+    calls = {"n": 0}
+    real = train_module.augment_batch
+
+    def crash_in_epoch_two(images, gen, pad=2):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 batches per epoch: this is the 2nd batch of epoch 2
+            raise KeyboardInterrupt
+        return real(images, gen, pad)
+
+    model, train_set, test_set = _setup()
+    monkeypatch.setattr(train_module, "augment_batch", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        vitlab.train(model, train_set, CFG, test_set=test_set, out_dir=tmp_path, progress=False)
+    monkeypatch.setattr(train_module, "augment_batch", real)
+    assert vitlab.read_checkpoint_info(tmp_path / CHECKPOINT_NAME)["extra"]["epoch"] == 1
+
+    vitlab.seed_everything(123)  # a fresh process would start from other weights: resume must not care
+    fresh = vitlab.build_model("fmnist-vit-tiny", depth=1, dim=32, heads=2, drop_rate=0.1)
+    resumed = vitlab.train(fresh, train_set, CFG, test_set=test_set, out_dir=tmp_path, progress=False)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert len(resumed.history) == 3
+    assert [h["test_accuracy"] for h in resumed.history] == [h["test_accuracy"] for h in straight.history]
+    saved = vitlab.load_checkpoint(tmp_path / "model.safetensors")
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(saved(x), resumed.model(x))
+
+
+def test_resuming_a_different_run_is_refused(tmp_path):
+    model, train_set, _ = _setup()
+    vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32), out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="different run"):
+        vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32, lr=5e-4), out_dir=tmp_path,
+                     progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    model, train_set, _ = _setup()
+    model.head.register_forward_hook(lambda module, inp, out: out * float("nan"))
+    with pytest.raises(TrainingDivergedError, match="Lower the learning rate"):
+        vitlab.train(model, train_set, CFG, progress=False)
+
+
+def test_training_learns_something():
+    vitlab.seed_everything(0)
+    model = vitlab.build_model("fmnist-vit-tiny")
+    result = vitlab.train(model, data.fashion_mnist("train", subset=2000),
+                          TrainConfig(epochs=3, batch_size=32, lr=2e-3, warmup_epochs=0.2, augment=False),
+                          test_set=data.fashion_mnist("test", subset=500), progress=False)
+    assert result.final["test_accuracy"] > 0.4  # chance is 0.1
+
+
+def test_schedule_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(lr=1.0, min_lr=0.0)
+    lrs = [lr_at(s, 100, 10, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] < 0.001
+
+
+def test_augmentation_keeps_shape_and_pixels():
+    images = torch.arange(2 * 28 * 28, dtype=torch.int64).remainder(256).to(torch.uint8).reshape(2, 1, 28, 28)
+    out = augment_batch(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    centre = out[:, :, 2:-2, 2:-2]  # interior pixels all come from the original image
+    assert set(centre.unique().tolist()) <= set(images.unique().tolist())
+
+
+@pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(label_smoothing=1.0)])
+def test_bad_training_configs(kwargs):
+    with pytest.raises(vitlab.ConfigError):
+        TrainConfig(**kwargs)

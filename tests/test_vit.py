@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+import vitlab
+from vitlab import ConfigError, InputShapeError, UnknownPresetError, ViTConfig
+from vitlab.layers import Attention, sincos_2d_pos_embed
+
+
+def small_cfg(**kw):
+    base = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, dim=32, depth=2, heads=4)
+    base.update(kw)
+    return ViTConfig(**base)
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+@pytest.mark.parametrize("pos", ["learned", "sincos2d", "none"])
+def test_forward_shapes_for_every_pool_and_position_embedding(pool, pos):
+    model = vitlab.ViT(small_cfg(pool=pool, pos_embed=pos)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    tokens = model.forward_features(x)
+    assert tokens.shape == (3, 49 + (pool == "cls"), 32)
+    assert model.forward_head(tokens, pre_logits=True).shape == (3, 32)
+    assert model(x).shape == (3, 10)
+
+
+def test_fused_and_explicit_attention_agree():
+    model = vitlab.ViT(small_cfg()).eval()
+    x = torch.randn(2, 1, 28, 28)
+    fused = model(x)
+    model.fused_attn = False
+    torch.testing.assert_close(model(x), fused, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_matches_hand_computed_softmax():
+    attn = Attention(dim=8, heads=2).eval()
+    x = torch.randn(1, 5, 8)
+    q, k, v = attn.qkv(x).reshape(1, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)  # 1/sqrt(head_dim=4) = 1/2
+    expected = attn.proj((weights @ v).transpose(1, 2).reshape(1, 5, 8))
+    torch.testing.assert_close(attn(x), expected)
+
+
+def test_sincos_embedding_is_fixed_buffer_and_distinct_per_patch():
+    model = vitlab.ViT(small_cfg(pos_embed="sincos2d"))
+    assert "pos_embed" in dict(model.named_buffers())
+    assert "pos_embed" not in dict(model.named_parameters())
+    table = sincos_2d_pos_embed(32, 7)
+    assert table.shape == (49, 32)
+    assert torch.cdist(table, table).add(torch.eye(49) * 1e3).min() > 0.1  # every patch differs
+    torch.testing.assert_close(table[0], torch.cat([torch.zeros(8), torch.ones(8), torch.zeros(8), torch.ones(8)]))
+
+
+def test_learned_position_embedding_is_a_parameter():
+    model = vitlab.ViT(small_cfg())
+    assert isinstance(model.pos_embed, torch.nn.Parameter) and model.pos_embed.shape == (1, 50, 32)
+
+
+def test_presets_have_the_papers_parameter_counts():
+    # ViT paper Table 1 / DeiT: Ti 5.7M, S 22M, B 86M (with the 1000-class head).
+    counts = {name: vitlab.count_parameters(vitlab.build_model(name)) for name in ("vit-ti16", "vit-s16", "vit-b16")}
+    assert abs(counts["vit-ti16"] / 1e6 - 5.7) < 0.1
+    assert abs(counts["vit-s16"] / 1e6 - 22.0) < 0.2
+    assert abs(counts["vit-b16"] / 1e6 - 86.6) < 0.2
+
+
+def test_l16_and_h14_presets_match_table_1():
+    l16, h14 = vitlab.get_preset("vit-l16"), vitlab.get_preset("vit-h14")
+    assert (l16.depth, l16.dim, l16.dim * l16.mlp_ratio, l16.heads) == (24, 1024, 4096, 16)
+    assert (h14.depth, h14.dim, h14.dim * h14.mlp_ratio, h14.heads, h14.patch_size) == (32, 1280, 5120, 16, 14)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(UnknownPresetError, match="fmnist-vit"):
+        vitlab.get_preset("vit-xxl")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(img_size=28, patch_size=5), "not divisible by patch_size"),
+    (dict(patch_size=32), "larger than img_size"),
+    (dict(dim=30, heads=4), "not divisible by heads"),
+    (dict(pos_embed="rope"), "pos_embed"),
+    (dict(pool="max"), "pool"),
+    (dict(depth=0), "depth"),
+])
+def test_bad_configs_raise_clear_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        small_cfg(**kwargs)
+
+
+def test_wrong_channel_count_and_size_raise_input_shape_errors():
+    model = vitlab.ViT(small_cfg())
+    with pytest.raises(InputShapeError, match="in_chans=1 but the input has 3 channels"):
+        model(torch.randn(1, 3, 28, 28))
+    with pytest.raises(InputShapeError, match="28x28 images but got 32x32"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(InputShapeError, match="unsqueeze"):
+        model(torch.randn(1, 28, 28))
+
+
+def test_resnet_baseline_shapes_and_size():
+    model = vitlab.build_model("fmnist-resnet18")
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert model.forward_features(torch.randn(2, 1, 28, 28)).shape == (2, 512, 4, 4)
+    assert 11.0e6 < vitlab.count_parameters(model) < 11.3e6  # ResNet-18: ~11.2M with a 10-class head
+    with pytest.raises(InputShapeError):
+        model(torch.randn(2, 3, 28, 28))

@@ -1,0 +1,21 @@
+"""vitlab: build a Vision Transformer step by step, reproduce the ViT paper at laptop scale, and
+look inside a trained ViT."""
+
+from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from .config import PRESETS, ResNetConfig, ViTConfig, get_preset
+from .errors import (CheckpointError, ConfigError, DataNotFoundError, InputShapeError,
+                     PretrainedUnavailableError, TrainingDivergedError, UnknownPresetError, VitlabError)
+from .models import ResNet, ViT, build_model, count_parameters
+from .models.timm_interop import from_timm, load_pretrained, to_timm
+from .seed import seed_everything
+from .training import TrainConfig, evaluate, predict, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ViTConfig", "ResNetConfig", "PRESETS", "get_preset", "ViT", "ResNet", "build_model",
+    "count_parameters", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
+    "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "train",
+    "evaluate", "predict", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
+    "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",
+]

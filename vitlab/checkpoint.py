@@ -1,0 +1,177 @@
+"""Checkpoints: safetensors files that carry their model's config, written atomically.
+
+Loading never unpickles anything: safetensors holds only tensors and a JSON string table.
+
+A model checkpoint holds the model's ``state_dict`` plus metadata
+``{'format': 'vitlab', 'version': '1', 'model': <config JSON>, 'extra': <JSON>}``.
+A training checkpoint also holds the optimizer's tensors under ``optim.*`` keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import config_from_dict, config_to_dict
+from .errors import CheckpointError, ConfigError
+
+FORMAT = "vitlab"
+VERSION = "1"
+OPTIM_PREFIX = "optim."
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
+def atomic_write(path: "str | Path", write) -> None:
+    """Call ``write(tmp_path)`` then move the file into place, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(path: "str | Path", data: Any) -> None:
+    """Write JSON atomically (indent 2, keys in insertion order)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    atomic_write(path, write)
+
+
+def save_checkpoint(model: nn.Module, path: "str | Path", *, extra: "dict | None" = None,
+                    optimizer: "torch.optim.Optimizer | None" = None) -> Path:
+    """Save a vitlab model (weights + config) as safetensors, atomically.
+
+    Args:
+        model: a vitlab model (it must have a ``cfg`` attribute holding its config).
+        path: file to write (``.safetensors``).
+        extra: JSON-serialisable information to keep beside the weights (history, epoch, ...).
+        optimizer: also save its state (for resuming training).
+    """
+    cfg = getattr(model, "cfg", None)
+    try:
+        model_json = json.dumps(config_to_dict(cfg))
+    except ConfigError as err:
+        raise CheckpointError(f"save_checkpoint needs a vitlab model with a .cfg config: {err}") from err
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "version": VERSION, "model": model_json, "extra": json.dumps(extra or {})}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for pid, entries in state["state"].items():
+            for name, value in entries.items():
+                t = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"{OPTIM_PREFIX}{pid}.{name}"] = t.detach().cpu().contiguous()
+        meta["optim_param_groups"] = json.dumps(state["param_groups"])
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return Path(path)
+
+
+def _read(path: "str | Path") -> tuple[dict, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"No checkpoint at {path}. Check the path; vitlab checkpoints are .safetensors files "
+            "written by `vitlab train` or vitlab.save_checkpoint.")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({err}). It may be truncated or corrupt: "
+            "re-create it (e.g. re-run `vitlab train`, which resumes from its last good epoch).") from err
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a vitlab checkpoint (no vitlab metadata). For timm "
+            "weights use vitlab.from_timm(timm_model); for a bare state_dict build the model and call "
+            "model.load_state_dict(...).")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} has vitlab checkpoint version {meta.get('version')!r}; this "
+                              f"vitlab reads version {VERSION}.")
+    return tensors, meta
+
+
+def read_checkpoint_info(path: "str | Path") -> dict:
+    """The metadata of a checkpoint: ``{'model': config dict, 'extra': dict}`` (weights not built)."""
+    _, meta = _read(path)
+    return {"model": json.loads(meta["model"]), "extra": json.loads(meta.get("extra", "{}"))}
+
+
+def load_weights(model: nn.Module, path: "str | Path") -> dict:
+    """Load a checkpoint's weights into an existing model; return the checkpoint's ``extra`` dict.
+
+    Raises CheckpointError if the checkpoint was made for a different model configuration.
+    """
+    tensors, meta = _read(path)
+    saved = json.loads(meta["model"])
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None:
+        try:
+            mine = config_to_dict(cfg)
+        except ConfigError:
+            mine = None
+        if mine is not None and mine != saved:
+            diff = {k: (saved["config"].get(k), v) for k, v in mine["config"].items()
+                    if saved["config"].get(k) != v}
+            raise CheckpointError(
+                f"{path} was saved from a different model (fields that differ, saved vs this model: "
+                f"{diff}). Use vitlab.load_checkpoint(path) to rebuild the saved model instead.")
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not fit this model: {err}") from err
+    return json.loads(meta.get("extra", "{}"))
+
+
+def load_checkpoint(path: "str | Path", map_location: "str | torch.device" = "cpu") -> nn.Module:
+    """Rebuild the model saved in a checkpoint, with its weights, in eval mode.
+
+    The checkpoint's ``extra`` dict (e.g. training history) is attached as ``model.checkpoint_extra``.
+    """
+    from .models import build_model
+
+    tensors, meta = _read(path)
+    try:
+        cfg = config_from_dict(json.loads(meta["model"]))
+    except (ConfigError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} holds a model config this vitlab cannot read: {err}") from err
+    model = build_model(cfg)
+    model.checkpoint_extra = load_weights(model, path)
+    return model.to(map_location).eval()
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, path: "str | Path") -> None:
+    """Restore an optimizer's state saved by ``save_checkpoint(..., optimizer=...)``."""
+    tensors, meta = _read(path)
+    if "optim_param_groups" not in meta:
+        raise CheckpointError(f"{path} holds no optimizer state; it cannot resume training.")
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(OPTIM_PREFIX):
+            pid, name = key[len(OPTIM_PREFIX):].split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+    groups = json.loads(meta["optim_param_groups"])
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: optimizer state does not fit this optimizer: {err}") from err

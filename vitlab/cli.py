@@ -1,0 +1,158 @@
+"""The one command line: ``vitlab train | eval | info``. Subcommands do what the notebooks do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import VitlabError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _preset(text: str) -> str:
+    from .config import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose from {', '.join(sorted(PRESETS))}")
+    return text
+
+
+def _dataset(name: str, split: str, subset, seed: int):
+    from . import data
+
+    loaders = {"fashion-mnist": data.fashion_mnist, "mnist": data.mnist, "cifar10": data.cifar10}
+    return loaders[name](split, subset=subset, seed=seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import build_model, count_parameters, seed_everything
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                      warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+                      label_smoothing=args.label_smoothing, augment=not args.no_augment,
+                      grad_clip=args.grad_clip, seed=args.seed)
+    train_set = _dataset(args.data, "train", args.subset, args.seed)
+    test_set = _dataset(args.data, "test", None, args.seed)
+    seed_everything(args.seed)
+    model = build_model(args.preset)
+    print(f"{args.preset}: {count_parameters(model):,} parameters; training on {len(train_set):,} "
+          f"{args.data} images for {args.epochs} epochs (seed {args.seed}) -> {args.out}")
+    result = train(model, train_set, cfg, test_set=test_set, out_dir=args.out,
+                   resume=not args.no_resume, progress=not args.quiet, device=args.device)
+    final = result.final
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import count_parameters, load_checkpoint
+    from .training import evaluate
+
+    model = load_checkpoint(args.checkpoint)
+    dataset = _dataset(args.data, args.split, args.subset, args.seed)
+    metrics = evaluate(model, dataset, batch_size=args.batch_size)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "data": dataset.name, "images": len(dataset),
+                      "parameters": count_parameters(model), "accuracy": round(metrics["accuracy"], 4),
+                      "loss": round(metrics["loss"], 4)}))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import PRESETS, build_model, count_parameters, read_checkpoint_info
+    from .config import config_to_dict
+
+    if args.checkpoint is None and args.preset is None:
+        print("presets:")
+        for name, cfg in PRESETS.items():
+            print(f"  {name:18s} {type(cfg).__name__}  {count_parameters(build_model(cfg)):>12,} parameters")
+        return 0
+    if args.checkpoint is not None:
+        info = read_checkpoint_info(args.checkpoint)
+        model = __import__("vitlab").load_checkpoint(args.checkpoint)
+        hist = info["extra"].get("history") or []
+        info["extra"] = {k: v for k, v in info["extra"].items() if k != "history"}
+        if hist:
+            info["extra"]["last_epoch"] = hist[-1]
+    else:
+        model = build_model(args.preset)
+        info = {"model": config_to_dict(model.cfg)}
+    info["parameters"] = count_parameters(model)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformers, step by step.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,info}")
+
+    t = sub.add_parser("train", help="train a preset model on Fashion-MNIST (or MNIST/CIFAR-10)")
+    t.add_argument("--preset", type=_preset, required=True, help="model preset (see `vitlab info`)")
+    t.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and history go here")
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--subset", type=_positive_int, default=None, help="train on a class-balanced subset of N images")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", choices=["fashion-mnist", "mnist", "cifar10"], default="fashion-mnist")
+    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--lr", type=_positive_float, default=1e-3)
+    t.add_argument("--min-lr", type=float, default=1e-5)
+    t.add_argument("--warmup-epochs", type=float, default=1.0)
+    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--no-augment", action="store_true", help="turn off random crop + flip")
+    t.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="accuracy of a checkpoint on a dataset split")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--data", choices=["fashion-mnist", "mnist", "cifar10"], default="fashion-mnist")
+    e.add_argument("--split", choices=["train", "test"], default="test")
+    e.add_argument("--subset", type=_positive_int, default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=_positive_int, default=500)
+    e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="list presets, or describe a preset or checkpoint")
+    group = i.add_mutually_exclusive_group()
+    group.add_argument("checkpoint", type=Path, nargs="?", default=None)
+    group.add_argument("--preset", type=_preset, default=None)
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VitlabError as err:
+        print(f"vitlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

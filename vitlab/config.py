@@ -1,0 +1,180 @@
+"""Model configurations: frozen dataclasses with one commented field per choice, and named presets.
+
+A config is saved inside every checkpoint (as JSON), so a checkpoint rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from .errors import ConfigError, UnknownPresetError
+
+POS_EMBEDS = ("learned", "sincos2d", "none")
+POOLS = ("cls", "gap")
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Everything that defines a Vision Transformer's shape (Dosovitskiy et al., 2021)."""
+
+    img_size: int = 224  # side of the square input image, in pixels
+    patch_size: int = 16  # side of a square patch; img_size must be a multiple of it
+    in_chans: int = 3  # input channels (1 for Fashion-MNIST, 3 for photos)
+    num_classes: int = 1000  # classifier outputs; 0 = no head (features only)
+    dim: int = 768  # token width D, kept through the whole encoder
+    depth: int = 12  # number of transformer blocks
+    heads: int = 12  # attention heads per block; dim must be a multiple of it
+    mlp_ratio: float = 4.0  # MLP hidden width = mlp_ratio * dim
+    pos_embed: str = "learned"  # 'learned' (1-D table, the paper's default), 'sincos2d' (fixed), 'none'
+    pool: str = "cls"  # 'cls': classify the CLS token; 'gap': global average of the patch tokens
+    qkv_bias: bool = True  # bias in the query/key/value projection (the paper and timm: yes)
+    norm_eps: float = 1e-6  # LayerNorm epsilon (timm's ViT uses 1e-6)
+    drop_rate: float = 0.0  # dropout after the position embedding, in MLP/projection outputs
+    attn_drop_rate: float = 0.0  # dropout on the attention weights
+    drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this value in the last block
+
+    def __post_init__(self) -> None:
+        ints = ("img_size", "patch_size", "in_chans", "dim", "depth", "heads")
+        for name in ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"ViTConfig.{name} must be a positive int, got {value!r}.")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ConfigError(f"ViTConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
+        if self.patch_size > self.img_size:
+            raise ConfigError(
+                f"patch_size={self.patch_size} is larger than img_size={self.img_size}: "
+                "choose a patch no larger than the image."
+            )
+        if self.img_size % self.patch_size:
+            divisors = [p for p in range(1, self.img_size + 1) if self.img_size % p == 0]
+            raise ConfigError(
+                f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}; "
+                f"patch sizes that tile a {self.img_size}x{self.img_size} image: {divisors}."
+            )
+        if self.dim % self.heads:
+            raise ConfigError(
+                f"dim={self.dim} is not divisible by heads={self.heads}: each head gets dim/heads "
+                "channels, so choose heads among the divisors of dim."
+            )
+        if self.pos_embed not in POS_EMBEDS:
+            raise ConfigError(f"pos_embed={self.pos_embed!r} is unknown; use one of {POS_EMBEDS}.")
+        if self.pool not in POOLS:
+            raise ConfigError(f"pool={self.pool!r} is unknown; use one of {POOLS}.")
+        if self.pos_embed == "sincos2d" and self.dim % 4:
+            raise ConfigError(f"pos_embed='sincos2d' needs dim divisible by 4, got dim={self.dim}.")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}.")
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side: img_size // patch_size."""
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens: 1 (CLS) with pool='cls', else 0."""
+        return 1 if self.pool == "cls" else 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def replace(self, **changes: Any) -> "ViTConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """A ResNet-18-style CNN (He et al., 2016) with its stem adapted to small images."""
+
+    img_size: int = 28  # input side in pixels (used for FLOP counts and checks)
+    in_chans: int = 1  # input channels
+    num_classes: int = 10  # classifier outputs
+    width: int = 64  # channels of the first stage; stages use width, 2w, 4w, 8w (ResNet-18: 64)
+    blocks: tuple = (2, 2, 2, 2)  # basic blocks per stage (ResNet-18: 2, 2, 2, 2)
+    small_stem: bool = True  # True: one 3x3 stride-1 conv, no max-pool (for 28x28); False: ImageNet 7x7/2 + pool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        for name in ("img_size", "in_chans", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ResNetConfig.{name} must be a positive int, got {value!r}.")
+        if not self.blocks or any((not isinstance(b, int)) or b < 1 for b in self.blocks):
+            raise ConfigError(f"ResNetConfig.blocks must be positive ints, got {self.blocks!r}.")
+
+    def replace(self, **changes: Any) -> "ResNetConfig":
+        return dataclasses.replace(self, **changes)
+
+
+ModelConfig = Union[ViTConfig, ResNetConfig]
+
+_FMNIST = dict(img_size=28, in_chans=1, num_classes=10)
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper's Table 1 variants (and DeiT's Ti/S), at 224x224 with 1000 classes.
+    "vit-ti16": ViTConfig(dim=192, depth=12, heads=3),
+    "vit-s16": ViTConfig(dim=384, depth=12, heads=6),
+    "vit-b16": ViTConfig(dim=768, depth=12, heads=12),
+    "vit-b32": ViTConfig(patch_size=32, dim=768, depth=12, heads=12),
+    "vit-l16": ViTConfig(dim=1024, depth=24, heads=16),
+    "vit-h14": ViTConfig(patch_size=14, dim=1280, depth=32, heads=16),
+    # Small models for 28x28 Fashion-MNIST (patch 4 -> 7x7 = 49 patch tokens).
+    "fmnist-vit-tiny": ViTConfig(**_FMNIST, patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=2.0),
+    # The shipped model: the size of the best small published from-scratch Fashion-MNIST ViT (210k).
+    "fmnist-vit": ViTConfig(**_FMNIST, patch_size=4, dim=64, depth=6, heads=4, mlp_ratio=2.0),
+    # CNN baselines for the same images.
+    "fmnist-resnet18": ResNetConfig(**_FMNIST, width=64),
+    "fmnist-resnet": ResNetConfig(**_FMNIST, width=16),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> ModelConfig:
+    """The config of a named preset, optionally with some fields changed.
+
+    Args:
+        name: one of ``vitlab.PRESETS``.
+        **overrides: fields to change, e.g. ``num_classes=10``.
+    """
+    if name not in PRESETS:
+        raise UnknownPresetError(
+            f"Unknown preset {name!r}. Available presets: {', '.join(sorted(PRESETS))}."
+        )
+    cfg = PRESETS[name]
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def config_to_dict(cfg: ModelConfig) -> dict:
+    """A JSON-ready dict with the config's kind: ``{'kind': 'vit', 'config': {...}}``."""
+    kind = {ViTConfig: "vit", ResNetConfig: "resnet"}.get(type(cfg))
+    if kind is None:
+        raise ConfigError(f"Not a vitlab model config: {type(cfg).__name__}.")
+    data = dataclasses.asdict(cfg)
+    if "blocks" in data:
+        data["blocks"] = list(data["blocks"])
+    return {"kind": kind, "config": data}
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    """Inverse of :func:`config_to_dict`."""
+    classes = {"vit": ViTConfig, "resnet": ResNetConfig}
+    try:
+        cls = classes[data["kind"]]
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data["config"]) - fields
+        if unknown:
+            raise ConfigError(f"Config has fields this vitlab does not know: {sorted(unknown)}.")
+        return cls(**data["config"])
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"Not a vitlab config dict ({err!r}): expected {{'kind': ..., 'config': {{...}}}}.") from err

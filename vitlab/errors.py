@@ -1,0 +1,43 @@
+"""Typed errors. Every message says what was wrong and what to do about it.
+
+Each class also derives from the built-in exception a Python user would expect
+(``ValueError`` for a bad argument, ``FileNotFoundError`` for a missing file), so
+``except ValueError`` keeps working in user code.
+"""
+
+from __future__ import annotations
+
+
+class VitlabError(Exception):
+    """Base class of every error vitlab raises on purpose."""
+
+
+class ConfigError(VitlabError, ValueError):
+    """A model or training configuration that cannot work (e.g. dim not divisible by heads)."""
+
+
+class UnknownPresetError(ConfigError, KeyError):
+    """A preset name that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class InputShapeError(VitlabError, ValueError):
+    """A tensor whose shape does not fit the model (image size, channels)."""
+
+
+class DataNotFoundError(VitlabError, FileNotFoundError):
+    """Dataset files that are not where vitlab looked."""
+
+
+class CheckpointError(VitlabError, ValueError):
+    """A checkpoint that is missing, corrupt, foreign, or does not fit the model."""
+
+
+class PretrainedUnavailableError(VitlabError, RuntimeError):
+    """Pretrained weights that cannot be had (offline, no cache)."""
+
+
+class TrainingDivergedError(VitlabError, FloatingPointError):
+    """The loss became NaN or infinite during training."""

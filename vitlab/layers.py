@@ -1,0 +1,157 @@
+"""The ViT's building blocks, bottom-up: patch embedding, position embeddings, attention, MLP, block.
+
+Shapes: B batch, N tokens, D width (dim), H heads, P patch side, C channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PatchEmbed(nn.Module):
+    """Cut an image into P x P patches and project each to D: a strided Conv2d (kernel = stride = P).
+
+    The convolution is exactly "flatten each patch, multiply by a (C*P*P, D) matrix" -- lesson 01
+    shows the two agree.
+    """
+
+    def __init__(self, *, patch_size: int, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # (B, D, h, w)
+        return x.flatten(2).transpose(1, 2)  # (B, h*w, D)
+
+
+def sincos_2d_pos_embed(dim: int, grid_size: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding (as in MAE / "Simple ViT"), row-major patches.
+
+    A quarter of the channels encode sin(y), cos(y), sin(x), cos(x) ... at geometrically spaced
+    frequencies; here the order is [sin(x), cos(x), sin(y), cos(y)] blocks of dim/4 channels.
+
+    Returns:
+        (grid_size * grid_size, dim) float32 tensor; row r*grid_size + c is patch (row r, column c).
+    """
+    if dim % 4:
+        raise ValueError(f"sincos_2d_pos_embed needs dim divisible by 4, got {dim}.")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_size, dtype=torch.float32),
+        torch.arange(grid_size, dtype=torch.float32),
+        indexing="ij",
+    )
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)  # (D/4,)
+    x = cols.flatten()[:, None] * omega[None, :]  # (N, D/4)
+    y = rows.flatten()[:, None] * omega[None, :]  # (N, D/4)
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)  # (N, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention.
+
+    Two paths side by side: fused ``F.scaled_dot_product_attention`` (fast, the default) and the
+    explicit softmax path, whose softmax is the named module ``attend`` so a hook can record the
+    (B, H, N, N) attention weights. ``fused`` switches between them; both give the same output.
+    """
+
+    def __init__(self, *, dim: int, heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, fused: bool = True) -> None:
+        super().__init__()
+        assert dim % heads == 0, f"dim={dim} must be divisible by heads={heads}"
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.scale = self.head_dim**-0.5
+        self.fused = fused
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attend = nn.Softmax(dim=-1)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
+        if self.fused:
+            p = self.attn_drop.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, N, hd)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, N, N)
+            attn = self.attend(attn)  # rows sum to 1 -- the recorder's hook point
+            attn = self.attn_drop(attn)
+            x = attn @ v  # (B, H, N, hd)
+        x = x.transpose(1, 2).reshape(B, N, D)  # heads side by side again
+        return self.proj_drop(self.proj(x))
+
+
+class MLP(nn.Module):
+    """Two linear layers with a GELU between: D -> hidden -> D."""
+
+    def __init__(self, *, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: during training, drop a residual branch for a random subset of samples."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, *, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 norm_eps: float = 1e-6, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim=dim, heads=heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
+                              proj_drop=drop)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = MLP(dim=dim, hidden=int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))  # (B, N, D)
+        return x + self.drop_path(self.mlp(self.norm2(x)))  # (B, N, D)
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """timm-style init: truncated normal (std 0.02) for linear layers, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_in = module.in_channels * math.prod(module.kernel_size)
+        nn.init.trunc_normal_(module.weight, std=math.sqrt(1.0 / fan_in))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,224 @@
+"""A small, exact training loop: AdamW, linear warm-up + cosine decay, label smoothing, optional
+augmentation (random crop + horizontal flip), tqdm progress bars, a metrics history, evaluation.
+
+Repeatable: one seed fixes the initial weights, the batch order and every random draw (each epoch
+re-seeds from (seed, epoch)), so a run resumed from its epoch checkpoint ends with the same weights
+as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import (atomic_write_json, load_optimizer_state, load_weights, read_checkpoint_info,
+                         save_checkpoint)
+from .data import ImageDataset, preprocess
+from .errors import CheckpointError, ConfigError, TrainingDivergedError
+
+CHECKPOINT_NAME = "checkpoint.safetensors"  # weights + optimizer, rewritten every epoch (resume)
+MODEL_NAME = "model.safetensors"  # weights only, for use and for shipping
+HISTORY_NAME = "history.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the model's shape lives in its own config)."""
+
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # images per optimisation step
+    lr: float = 1e-3  # peak learning rate (AdamW), reached after warm-up
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
+    warmup_epochs: float = 1.0  # linear warm-up length, in epochs (may be fractional)
+    weight_decay: float = 0.05  # AdamW decoupled weight decay (not applied to biases, norms, embeddings)
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    augment: bool = True  # random crop (pad 2) + horizontal flip on the uint8 images
+    grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
+    seed: int = 0  # the one seed: weights (if the model is built here), batch order, augmentation, dropout
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs must be a positive int, got {self.epochs!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
+        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("warmup_epochs, weight_decay and grad_clip must be >= 0.")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: TrainConfig) -> float:
+    """Learning rate at an optimisation step: linear warm-up, then cosine decay to min_lr."""
+    if step < warmup_steps:
+        return cfg.lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random crop after zero padding, and random horizontal flip, per image. uint8 (B, C, H, W) in/out."""
+    B, C, H, W = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    dy = torch.randint(0, 2 * pad + 1, (B,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (B,), generator=generator)
+    rows = (dy[:, None] + torch.arange(H))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(W))  # (B, W)
+    flip = torch.rand(B, generator=generator) < 0.5
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(B)[:, None, None, None]
+    chans = torch.arange(C)[None, :, None, None]
+    return padded[batch, chans, rows, cols]  # (B, C, H, W)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: ImageDataset, batch_size: int = 500,
+            progress: bool = False) -> torch.Tensor:
+    """Logits (N, num_classes) for every image of a dataset, in order (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="predict", disable=not progress, leave=False):
+        x = preprocess(dataset.images[start:start + batch_size]).to(device)
+        out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 500) -> dict:
+    """Top-1 accuracy and mean cross-entropy of a model on a dataset."""
+    logits = predict(model, dataset, batch_size)
+    labels = dataset.labels
+    return {"accuracy": (logits.argmax(1) == labels).float().mean().item(),
+            "loss": F.cross_entropy(logits, labels).item()}
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list  # one dict per epoch: epoch, lr, train_loss, train_accuracy, test_*, seconds
+    out_dir: "Path | None"
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
+          test_set: "ImageDataset | None" = None, out_dir: "str | Path | None" = None,
+          resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu") -> TrainResult:
+    """Train a classifier on an in-memory dataset, evaluating after every epoch.
+
+    Args:
+        model: the model, e.g. ``vitlab.build_model('fmnist-vit')`` (built after ``seed_everything``).
+        train_set: training images (uint8, preprocessed here batch by batch).
+        cfg: the training recipe.
+        test_set: evaluated after every epoch (accuracy and loss go in the history).
+        out_dir: if given, ``checkpoint.safetensors`` (weights + optimizer), ``model.safetensors``
+            and ``history.json`` are written there atomically after every epoch.
+        resume: continue from ``out_dir``'s checkpoint if there is one (it must be the same run).
+        progress: show tqdm progress bars.
+        device: where to train.
+    Returns:
+        TrainResult with the trained model (in eval mode) and its per-epoch history.
+    Raises:
+        TrainingDivergedError: the loss became NaN or infinite.
+        CheckpointError: ``out_dir`` holds a checkpoint of a different run.
+    """
+    if len(train_set) == 0:
+        raise ConfigError("train_set is empty.")
+    model.to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
+    run_info = {"train": dataclasses.asdict(cfg), "train_set": train_set.name, "train_size": len(train_set)}
+    history: list[dict] = []
+    start_epoch = 0
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume and (out / CHECKPOINT_NAME).is_file():
+        saved = read_checkpoint_info(out / CHECKPOINT_NAME)["extra"]
+        if saved.get("run") != run_info:
+            raise CheckpointError(
+                f"{out} holds a checkpoint of a different run (saved {saved.get('run')}, now {run_info}). "
+                "Choose another output folder, or pass resume=False (--no-resume) to start over.")
+        load_weights(model, out / CHECKPOINT_NAME)
+        load_optimizer_state(optimizer, out / CHECKPOINT_NAME)
+        history = saved["history"]
+        start_epoch = saved["epoch"]
+    labels = train_set.labels
+    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc="epochs", disable=not progress,
+                      initial=start_epoch, total=cfg.epochs)
+    for epoch in epochs_bar:
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout / stochastic depth
+        order = torch.randperm(len(train_set), generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
+        for i in batches:
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step, total_steps, warmup_steps, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            images = train_set.images[idx]
+            if cfg.augment:
+                images = augment_batch(images, gen)
+            x, y = preprocess(images).to(device), labels[idx].to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.3g}). "
+                    "Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or check "
+                    "the inputs for NaNs. The last good checkpoint is kept.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(idx)
+            if i % 20 == 0:
+                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+        if test_set is not None:
+            metrics = evaluate(model, test_set)
+            record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        epochs_bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.startswith(("train_l", "test_a"))})
+        if out is not None:
+            extra = {"run": run_info, "epoch": epoch + 1, "history": history}
+            save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)
+            save_checkpoint(model, out / MODEL_NAME, extra=extra)
+            atomic_write_json(out / HISTORY_NAME, extra)
+    model.eval()
+    return TrainResult(model=model, history=history, out_dir=out)
