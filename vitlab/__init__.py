@@ -1,6 +1,7 @@
 """vitlab: build a Vision Transformer step by step, reproduce the ViT paper at laptop scale, and
 look inside a trained ViT."""
 
+from .analysis import record_attention
 from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from .config import PRESETS, ResNetConfig, ViTConfig, get_preset
 from .errors import (CheckpointError, ConfigError, DataNotFoundError, InputShapeError,
@@ -16,6 +17,6 @@ __all__ = [
     "ViTConfig", "ResNetConfig", "PRESETS", "get_preset", "ViT", "ResNet", "build_model",
     "count_parameters", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
     "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "train",
-    "evaluate", "predict", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
+    "evaluate", "predict", "record_attention", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
     "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",
 ]

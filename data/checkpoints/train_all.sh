@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VITLAB=${VITLAB:-.venv/bin/vitlab}
 $VITLAB train --preset fmnist-vit --epochs 30 --batch-size 256 --lr 2e-3 --seed 0 --out data/checkpoints/fmnist-vit --quiet
-$VITLAB train --preset fmnist-resnet --epochs 10 --batch-size 128 --lr 2e-3 --seed 0 --out data/checkpoints/fmnist-resnet --quiet
+$VITLAB train --preset fmnist-resnet --epochs 6 --batch-size 128 --lr 2e-3 --seed 0 --out data/checkpoints/fmnist-resnet --quiet

@@ -58,6 +58,8 @@ def config_from_timm(model: nn.Module) -> ViTConfig:
             break
     if not (_is_identity(getattr(b0.attn, "q_norm", None)) and _is_identity(getattr(b0.attn, "k_norm", None))):
         unsupported.append("q/k norm")
+    if getattr(b0.attn, "gate", None) is not None:
+        unsupported.append("gated attention")
     if not _is_identity(getattr(b0.attn, "norm", None)):
         unsupported.append("a norm inside attention")
     if type(b0).__name__ != "Block" or type(b0.mlp).__name__ != "Mlp":

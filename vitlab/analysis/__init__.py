@@ -1,0 +1,11 @@
+"""Analyses of a ViT, pure tensor-in / tensor-out (no plotting here)."""
+
+from .distance import mean_attention_distance, patch_distances
+from .filters import patch_embedding_components
+from .posembed import pos_embed_similarity
+from .recorder import AttentionRecorder, RecorderError, record_attention
+from .rollout import attention_rollout, class_rollout, discard_lowest, fuse_heads, gradient_rollout, rollout_to_map
+
+__all__ = ["record_attention", "AttentionRecorder", "RecorderError", "mean_attention_distance",
+           "patch_distances", "attention_rollout", "rollout_to_map", "fuse_heads", "discard_lowest",
+           "gradient_rollout", "class_rollout", "pos_embed_similarity", "patch_embedding_components"]

@@ -1,0 +1,75 @@
+"""Mean attention distance (ViT paper, Fig. 7 right and Appendix D.7).
+
+The paper: "the average distance in image space across which information is integrated, based on the
+attention weights" -- for each query patch, the attention-weighted distance to every key patch,
+averaged over query patches (and, in the figure, over 128 images).
+
+vitlab's convention, stated exactly:
+- distance between two patches = patch_size x Euclidean distance between their grid positions
+  (row, column), in pixels; patch centres, so a patch's distance to itself is 0;
+- prefix tokens (CLS) are left out both as queries and as keys;
+- by default the remaining weights of a query row are used as they are (they sum to 1 minus the
+  weight on CLS); ``renormalize=True`` rescales each patch row to sum to 1 first, i.e. asks "where
+  among the patches does this query look".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import InputShapeError
+
+
+def _grid(num_patches: int, grid_size) -> tuple[int, int]:
+    if grid_size is None:
+        side = math.isqrt(num_patches)
+        if side * side != num_patches:
+            raise InputShapeError(
+                f"{num_patches} patch tokens do not form a square grid; pass grid_size=(rows, cols) "
+                "(or check num_prefix_tokens).")
+        return side, side
+    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if rows * cols != num_patches:
+        raise InputShapeError(f"grid_size={grid_size} gives {rows * cols} patches but the attention has "
+                              f"{num_patches} patch tokens (after {''}the prefix tokens).")
+    return rows, cols
+
+
+def patch_distances(grid_size: "int | tuple[int, int]", patch_size: float = 1.0) -> torch.Tensor:
+    """(M, M) pixel distances between the patches of a row-major grid (M = rows * cols)."""
+    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    r, c = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
+                          indexing="ij")
+    coords = torch.stack([r.flatten(), c.flatten()], dim=1)  # (M, 2)
+    return torch.cdist(coords, coords) * patch_size  # (M, M)
+
+
+def mean_attention_distance(attn: torch.Tensor, patch_size: float, grid_size=None,
+                            num_prefix_tokens: int = 1, renormalize: bool = False) -> torch.Tensor:
+    """Mean attention distance in pixels.
+
+    Args:
+        attn: attention weights (..., N, N), rows = queries, e.g. (B, H, N, N) from
+            :func:`vitlab.record_attention`.
+        patch_size: pixels per patch side (the distance unit).
+        grid_size: patches per side (int) or (rows, cols); default: a square grid.
+        num_prefix_tokens: tokens before the patches (1 for CLS, 0 for GAP models).
+        renormalize: rescale each patch-to-patch row to sum to 1 before weighting.
+    Returns:
+        (...) tensor: for each leading index (e.g. image and head), the attention-weighted distance
+        averaged over query patches.
+    """
+    if attn.ndim < 2 or attn.shape[-1] != attn.shape[-2]:
+        raise InputShapeError(f"attn must be (..., N, N), got shape {tuple(attn.shape)}.")
+    n = attn.shape[-1] - num_prefix_tokens
+    if num_prefix_tokens < 0 or n < 1:
+        raise InputShapeError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch tokens in {tuple(attn.shape)}.")
+    rows, cols = _grid(n, grid_size)
+    weights = attn[..., num_prefix_tokens:, num_prefix_tokens:].to(torch.float64)  # (..., M, M)
+    if renormalize:
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    dist = patch_distances((rows, cols), patch_size).to(weights.device)  # (M, M)
+    per_query = (weights * dist).sum(dim=-1)  # (..., M)
+    return per_query.mean(dim=-1).to(attn.dtype if attn.is_floating_point() else torch.float32)

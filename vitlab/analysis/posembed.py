@@ -1,0 +1,30 @@
+"""Position-embedding similarity (ViT paper, Fig. 7 centre)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputShapeError
+from .distance import _grid
+
+
+def pos_embed_similarity(pos_embed: torch.Tensor, grid_size=None, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Cosine similarity of each patch's position embedding with every other patch's.
+
+    Args:
+        pos_embed: (1, N, D) or (N, D) position-embedding table, prefix (CLS) rows first.
+        grid_size: patches per side or (rows, cols); default square.
+        num_prefix_tokens: rows to drop before the patch rows.
+    Returns:
+        (rows, cols, rows, cols): entry [i, j, k, l] is the cosine similarity between the embeddings
+        of patch (i, j) and patch (k, l). Plot [i, j] as an image for the paper's grid of grids.
+    """
+    table = pos_embed[0] if pos_embed.ndim == 3 else pos_embed
+    if table.ndim != 2 or (pos_embed.ndim == 3 and pos_embed.shape[0] != 1):
+        raise InputShapeError(f"pos_embed must be (1, N, D) or (N, D), got {tuple(pos_embed.shape)}.")
+    patches = table[num_prefix_tokens:].detach().to(torch.float64)  # (M, D)
+    rows, cols = _grid(patches.shape[0], grid_size)
+    unit = F.normalize(patches, dim=-1)
+    sim = unit @ unit.T  # (M, M)
+    return sim.reshape(rows, cols, rows, cols).to(torch.float32)

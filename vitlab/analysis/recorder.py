@@ -1,0 +1,125 @@
+"""Record softmax attention weights from vitlab's ViT and from timm's VisionTransformer.
+
+The trap this avoids: with fused attention (``F.scaled_dot_product_attention``) the softmax never runs
+as a separate step, so a hook on the softmax (or on timm's ``attn_drop``) silently records nothing.
+The recorder switches every attention module to its explicit path while recording, hooks the point
+where the softmax weights appear, and on exit puts every flag and hook back exactly as it was.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+import torch
+
+from ..errors import VitlabError
+
+
+class RecorderError(VitlabError, RuntimeError):
+    """The recorder found no attention to hook, or recorded nothing."""
+
+
+def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(name, module, kind) for every supported attention module, in forward (block) order."""
+    from ..layers import Attention as VitlabAttention
+
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, VitlabAttention):
+            found.append((name, module, "vitlab"))
+        elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module) \
+                and hasattr(module, "qkv"):
+            found.append((name, module, "timm"))
+    return found
+
+
+class AttentionRecorder:
+    """Holds what :func:`record_attention` recorded.
+
+    Attributes:
+        names: the attention modules' names, in block order.
+        maps: one (B, H, N, N) tensor per block, in block order; several forward passes inside the
+            ``with`` are concatenated along B.
+    """
+
+    def __init__(self, model: nn.Module, keep_graph: bool = False) -> None:
+        self.model = model
+        self.keep_graph = keep_graph
+        self._targets = _attention_modules(model)
+        if not self._targets:
+            raise RecorderError(
+                f"{type(model).__name__} has no attention module vitlab knows how to record (vitlab's "
+                "ViT and timm's VisionTransformer are supported).")
+        self.names = [name for name, _, _ in self._targets]
+        self._calls: list[list[torch.Tensor]] = [[] for _ in self._targets]
+        self._handles: list = []
+        self._saved_flags: list[bool] = []
+
+    def _hook_for(self, index: int, kind: str):
+        def record(module, inputs, output):
+            weights = output if kind == "vitlab" else inputs[0]  # timm: attn_drop's input is the softmax
+            self._calls[index].append(weights if self.keep_graph else weights.detach())
+        return record
+
+    def __enter__(self) -> "AttentionRecorder":
+        for index, (_, module, kind) in enumerate(self._targets):
+            if kind == "vitlab":
+                self._saved_flags.append(module.fused)
+                module.fused = False
+                point = module.attend
+            else:
+                self._saved_flags.append(module.fused_attn)
+                module.fused_attn = False
+                point = module.attn_drop
+            self._handles.append(point.register_forward_hook(self._hook_for(index, kind)))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for (_, module, kind), flag in zip(self._targets, self._saved_flags):
+            if kind == "vitlab":
+                module.fused = flag
+            else:
+                module.fused_attn = flag
+        self._handles, self._saved_flags = [], []
+        if exc_type is None and not any(self._calls):
+            raise RecorderError(
+                "record_attention recorded nothing: run the model inside the `with` block, e.g. "
+                "`with record_attention(model) as rec: model(x)`.")
+        if exc_type is None and len({len(c) for c in self._calls}) != 1:
+            raise RecorderError("Some attention modules ran a different number of times than others; "
+                                "the recorded maps would not line up by block.")
+
+    @property
+    def maps(self) -> list[torch.Tensor]:
+        # one forward pass: the recorded tensors themselves (so autograd.grad can target them)
+        return [calls[0] if len(calls) == 1 else torch.cat(calls, dim=0) for calls in self._calls if calls]
+
+    def stacked(self) -> torch.Tensor:
+        """All maps as one (L, B, H, N, N) tensor."""
+        return torch.stack(self.maps)
+
+    def clear(self) -> None:
+        self._calls = [[] for _ in self._targets]
+
+
+def record_attention(model: nn.Module, keep_graph: bool = False) -> AttentionRecorder:
+    """Record every block's softmax attention weights during the forward passes inside a ``with``.
+
+    Example::
+
+        with vitlab.record_attention(model) as rec:
+            model(x)
+        rec.maps  # list over blocks of (B, H, N, N); rows sum to 1
+
+    Works on vitlab's ViT and on any timm VisionTransformer, also with fused attention on (it switches
+    to the explicit path while recording and restores the flags on exit).
+
+    Args:
+        model: the model to record.
+        keep_graph: keep the maps in the autograd graph (for gradient-weighted rollout); by default
+            they are detached.
+    Raises:
+        RecorderError: the model has no supported attention module, or nothing was recorded.
+    """
+    return AttentionRecorder(model, keep_graph=keep_graph)
