@@ -67,9 +67,10 @@ def mean_attention_distance(attn: torch.Tensor, patch_size: float, grid_size=Non
     if num_prefix_tokens < 0 or n < 1:
         raise InputShapeError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch tokens in {tuple(attn.shape)}.")
     rows, cols = _grid(n, grid_size)
-    weights = attn[..., num_prefix_tokens:, num_prefix_tokens:].to(torch.float64)  # (..., M, M)
+    dtype = attn.dtype if attn.is_floating_point() else torch.float32
+    weights = attn[..., num_prefix_tokens:, num_prefix_tokens:].to(dtype)  # (..., M, M)
     if renormalize:
         weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    dist = patch_distances((rows, cols), patch_size).to(weights.device)  # (M, M)
-    per_query = (weights * dist).sum(dim=-1)  # (..., M)
-    return per_query.mean(dim=-1).to(attn.dtype if attn.is_floating_point() else torch.float32)
+    dist = patch_distances((rows, cols), patch_size).to(device=weights.device, dtype=dtype)  # (M, M)
+    per_query = torch.einsum("...qk,qk->...q", weights, dist)  # (..., M) weighted distance per query
+    return per_query.mean(dim=-1)

@@ -68,7 +68,8 @@ def attention_rollout(maps: "list[torch.Tensor]", head_fusion: str = "mean", dis
     eye = torch.eye(N, dtype=torch.float64, device=maps[0].device)
     rollout = None
     for attn in maps:
-        a = discard_lowest(fuse_heads(attn.to(torch.float64), head_fusion), discard_ratio, num_prefix_tokens)
+        fused = fuse_heads(attn, head_fusion).to(torch.float64)  # fuse first: 1/H of the data to convert
+        a = discard_lowest(fused, discard_ratio, num_prefix_tokens)
         a = 0.5 * a + 0.5 * eye  # the residual path
         a = a / a.sum(dim=-1, keepdim=True)  # rows sum to 1
         rollout = a if rollout is None else a @ rollout  # later layer on the left

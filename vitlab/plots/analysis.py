@@ -23,10 +23,21 @@ def _image_for_display(image: torch.Tensor) -> np.ndarray:
 
 def plot_filters(components: torch.Tensor, explained: "torch.Tensor | None" = None, columns: int = 7,
                  title: str = "Principal components of the patch-embedding filters") -> Figure:
-    """Grid of filters (k, C, P, P), each scaled to its own range, like the paper's Fig. 7 (left)."""
+    """Grid of filters, each scaled to its own range, like the paper's Fig. 7 (left).
+
+    Args:
+        components: (k, C, P, P) from :func:`vitlab.analysis.patch_embedding_components`; C = 1 is drawn
+            in grey, C = 3 in colour.
+        explained: (k,) explained-variance ratios, written above each filter as a percentage.
+        columns: filters per row.
+        title: the figure's title.
+    Returns:
+        Figure with one panel per component.
+    """
     k = components.shape[0]
+    columns = min(columns, k)
     rows = math.ceil(k / columns)
-    fig = Figure(figsize=(columns * 1.0, rows * 1.0 + 0.5), dpi=90)
+    fig = Figure(figsize=(columns * 1.0, rows * 1.2 + 0.6), dpi=90)
     for i in range(k):
         ax = fig.add_subplot(rows, columns, i + 1)
         c = components[i].detach().float()
@@ -34,42 +45,62 @@ def plot_filters(components: torch.Tensor, explained: "torch.Tensor | None" = No
         ax.imshow(c[0].numpy() if c.shape[0] == 1 else c.permute(1, 2, 0).numpy(), cmap="gray")
         ax.set_xticks([]), ax.set_yticks([])
         if explained is not None:
-            ax.set_title(f"{100 * explained[i].item():.1f}%", fontsize=7)
+            ax.set_title(f"{100 * explained[i].item():.1f}%", fontsize=7, pad=2)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=0.6)
     return fig
 
 
 def plot_pos_similarity(similarity: torch.Tensor, title: str = "Position-embedding similarity") -> Figure:
-    """Grid of grids (rows, cols, rows, cols): panel (i, j) shows patch (i, j)'s cosine similarity with
-    every patch, like the paper's Fig. 7 (centre)."""
+    """Grid of grids, like the paper's Fig. 7 (centre): panel (i, j) shows patch (i, j)'s cosine
+    similarity with every patch.
+
+    Args:
+        similarity: (rows, cols, rows, cols) from :func:`vitlab.analysis.pos_embed_similarity`.
+        title: the figure's title.
+    Returns:
+        Figure with rows x cols panels on one colour scale from -1 to 1, and a colour bar.
+    """
     rows, cols = similarity.shape[:2]
-    fig = Figure(figsize=(cols * 0.8 + 1.0, rows * 0.8 + 0.5), dpi=90)
+    panel = min(0.8, 8.0 / max(rows, cols))  # inches per panel: a 14 x 14 grid stays about 9 inches wide
+    fig = Figure(figsize=(cols * panel + 1.2, rows * panel + 0.6), dpi=90, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     image = None
     for i in range(rows):
         for j in range(cols):
             ax = axes[i][j]
-            image = ax.imshow(similarity[i, j].numpy(), vmin=-1, vmax=1, cmap="viridis")
+            image = ax.imshow(similarity[i, j].detach().float().numpy(), vmin=-1, vmax=1, cmap="viridis")
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(str(i + 1), fontsize=7)
             if i == rows - 1:
                 ax.set_xlabel(str(j + 1), fontsize=7)
     fig.suptitle(title, fontsize=10)
+    fig.supxlabel("input patch column", fontsize=8)
+    fig.supylabel("input patch row", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
     return fig
 
 
 def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = None,
                             title: str = "Mean attention distance per head", label: "str | None" = None,
-                            ax=None) -> Figure:
+                            ax=None, reference: "float | None" = None,
+                            reference_label: str = "uniform attention", offset: float = 0.0) -> Figure:
     """One dot per head against network depth, like the paper's Fig. 7 (right).
 
     Args:
         distance: (L, H) mean attention distance in pixels (average over images first).
         image_size: draw the image side as a reference line.
+        title: the axes' title.
+        label: legend entry for these dots (to tell two overlaid models apart).
         ax: draw into an existing Axes (to overlay two models); otherwise a new Figure.
+        reference: draw a labelled horizontal line at this distance, e.g. the distance of uniform
+            attention (every head that looks everywhere equally sits on it).
+        reference_label: the reference line's legend entry.
+        offset: shift the dots this much along the depth axis (e.g. -0.1 and +0.1 for two overlaid
+            models), so they do not hide each other.
+    Returns:
+        the Figure holding the axes.
     """
     L, H = distance.shape
     if ax is None:
@@ -77,30 +108,45 @@ def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = N
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
-    depth = np.repeat(np.arange(1, L + 1), H)
-    ax.scatter(depth, distance.flatten().numpy(), s=14, alpha=0.8, label=label)
+    depth = np.repeat(np.arange(1, L + 1), H) + offset
+    ax.scatter(depth, distance.detach().float().flatten().numpy(), s=14, alpha=0.8, label=label)
     if image_size is not None:
         ax.axhline(image_size, color="gray", lw=0.8, ls="--")
+    if reference is not None:
+        ax.axhline(reference, color="black", lw=0.8, ls=":", label=reference_label)
     ax.set_xlabel("network depth (layer)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_xticks(range(1, L + 1))
     ax.set_title(title, fontsize=10)
-    if label is not None:
+    if label is not None or reference is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | None" = None,
-                 alpha: float = 0.55) -> Figure:
-    """Images (B, C, H, W) with their rollout maps (B, h, w) upsampled and overlaid."""
+                 alpha: float = 0.55, vmax: "float | None" = None) -> Figure:
+    """Images (top row) and the same images with their rollout maps upsampled and overlaid (bottom row).
+
+    Args:
+        images: (B, C, H, W) uint8 or float images.
+        maps: (B, h, w) rollout maps, e.g. from :func:`vitlab.analysis.rollout_to_map`.
+        titles: one title per image (e.g. the class).
+        alpha: opacity of the overlay.
+        vmax: None: each map is stretched to its own range (shows where a map is highest, however flat
+            it is). A number: every map is drawn as it is on one colour scale from 0 to ``vmax``, so
+            maps (and figures drawn with the same ``vmax``) can be compared.
+    Returns:
+        Figure with 2 x B panels.
+    """
     B = images.shape[0]
     fig = Figure(figsize=(2.2 * B, 4.6), dpi=90)
     for b in range(B):
         img = _image_for_display(images[b])
         H, W = img.shape[:2]
         m = maps[b].detach().float()
-        m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
+        if vmax is None:
+            m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
         ax = fig.add_subplot(2, B, b + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         ax.set_xticks([]), ax.set_yticks([])
@@ -109,7 +155,7 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
         ax = fig.add_subplot(2, B, B + b + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         ax.imshow(m.numpy(), cmap="jet", alpha=alpha, extent=(-0.5, W - 0.5, H - 0.5, -0.5),
-                  interpolation="bilinear")
+                  interpolation="bilinear", vmin=0.0, vmax=1.0 if vmax is None else vmax)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
