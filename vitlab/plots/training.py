@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib as mpl
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -44,7 +44,8 @@ def _image_grid(images: torch.Tensor, titles: Sequence[str], columns: int, title
         raise InputShapeError("no images to plot (N = 0).")
     columns = min(columns, n)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows), dpi=DPI, squeeze=False)
+    fig = Figure(figsize=(1.35 * columns, 1.55 * rows + 0.3), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -53,7 +54,6 @@ def _image_grid(images: torch.Tensor, titles: Sequence[str], columns: int, title
         ax.imshow(array, cmap=cmap, vmin=0 if images.dtype == torch.uint8 else None,
                   vmax=255 if images.dtype == torch.uint8 else None)
         ax.set_title(titles[i], fontsize=7, color=title_colors[i])
-    fig.tight_layout()
     return fig
 
 
@@ -105,8 +105,7 @@ def plot_mistakes(images: torch.Tensor, true: "torch.Tensor | Sequence[int]",
               for i, (t, p) in enumerate(zip(true, pred))]
     colors = ["tab:red" if t != p else "tab:green" for t, p in zip(true, pred)]
     fig = _image_grid(images, titles, columns, colors)
-    fig.suptitle("predicted (confidence) / true class", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("predicted (confidence) / true class" if conf else "predicted / true class", fontsize=9)
     return fig
 
 
@@ -127,7 +126,8 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], t
         raise InputShapeError(f"class_names has {len(class_names)} names for a {K}x{K} confusion matrix.")
     counts = confusion.detach().cpu().to(torch.int64).numpy()  # (K, K)
     row_fraction = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # (K, K)
-    fig, ax = plt.subplots(figsize=(0.55 * K + 2.2, 0.5 * K + 1.6), dpi=DPI)
+    fig = Figure(figsize=(0.55 * K + 2.2, 0.5 * K + 1.6), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(row_fraction, cmap="Blues", vmin=0, vmax=1)
     for t in range(K):
         for p in range(K):
@@ -141,7 +141,6 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], t
     if title:
         ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    fig.tight_layout()
     return fig
 
 
@@ -157,8 +156,9 @@ def plot_history(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figu
     """
     if not histories:
         raise InputShapeError("histories is empty; pass {'run name': result.history}.")
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.3), dpi=DPI)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(9, 3.3), dpi=DPI, layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, history) in enumerate(histories.items()):
         if not history:
             continue
@@ -174,7 +174,7 @@ def plot_history(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figu
                          label=f"{name} test")
             acc_ax.plot(epochs, [100 * r["test_accuracy"] for r in history], color=color, ls="--",
                         marker=marker, ms=3, label=f"{name} test")
-    loss_ax.set_title("loss (train: label-smoothed, augmented)", fontsize=9)
+    loss_ax.set_title("loss", fontsize=9)
     acc_ax.set_title("accuracy", fontsize=9)
     loss_ax.set_ylabel("cross-entropy")
     acc_ax.set_ylabel("top-1 accuracy (%)")
@@ -183,5 +183,4 @@ def plot_history(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figu
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
     return fig
