@@ -23,7 +23,9 @@ def test_train_then_eval_then_info(tmp_path, capsys):
 
 def test_info_lists_presets(capsys):
     assert main(["info"]) == 0
-    assert "fmnist-vit" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fmnist-vit" in out
+    assert "632,045,800" in out  # ViT-H/14, counted on the meta device without allocating 2.5 GB
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -85,8 +85,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and args.preset is None:
         print("presets:")
+        import torch
+
         for name, cfg in PRESETS.items():
-            print(f"  {name:18s} {type(cfg).__name__}  {count_parameters(build_model(cfg)):>12,} parameters")
+            with torch.device("meta"):  # shapes only: no memory, no time, even for ViT-H/14
+                params = count_parameters(build_model(cfg))
+            print(f"  {name:18s} {type(cfg).__name__}  {params:>12,} parameters")
         return 0
     if args.checkpoint is not None:
         info = read_checkpoint_info(args.checkpoint)

@@ -46,7 +46,7 @@ class ViT(nn.Module):
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(cfg.drop_rate)
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()  # stochastic depth rule
+        rates = [cfg.drop_path_rate * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]  # linear rule
         self.blocks = nn.Sequential(*[
             Block(dim=D, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
                   norm_eps=cfg.norm_eps, drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate,
