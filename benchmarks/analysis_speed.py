@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 import vitlab
+from vitlab.cli import positive_int  # the CLI's argparse types
 from vitlab.analysis import attention_rollout, mean_attention_distance, record_attention, rollout_to_map
 from vitlab.data import data_dir, fashion_mnist, preprocess
 
@@ -119,14 +120,6 @@ def timed(step: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def parse_args(argv: "list[str] | None" = None) -> argparse.Namespace:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vitlab
+from vitlab.cli import positive_int, non_negative_int  # the CLI's argparse types
 from vitlab.config import ViTConfig, config_to_dict
 
 # Batch sizes, steps per turn and repeats that keep one preset's run to a few minutes on one busy CPU
@@ -231,24 +232,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
