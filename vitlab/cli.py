@@ -30,8 +30,6 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "a whole number >= 0")
 
 
-_positive_int = positive_int
-
 
 def _positive_float(text: str) -> float:
     try:
@@ -93,7 +91,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import PRESETS, build_model, count_parameters, read_checkpoint_info
+    from . import PRESETS, build_model, count_parameters, load_checkpoint
     from .config import config_to_dict
 
     if args.checkpoint is None and args.preset is None:
@@ -106,10 +104,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  {name:18s} {type(cfg).__name__}  {params:>12,} parameters")
         return 0
     if args.checkpoint is not None:
-        info = read_checkpoint_info(args.checkpoint)
-        model = __import__("vitlab").load_checkpoint(args.checkpoint)
-        hist = info["extra"].get("history") or []
-        info["extra"] = {k: v for k, v in info["extra"].items() if k != "history"}
+        model = load_checkpoint(args.checkpoint)  # one read: config, weights and extra together
+        extra = model.checkpoint_extra
+        hist = extra.get("history") or []
+        info = {"model": config_to_dict(model.cfg), "extra": {k: v for k, v in extra.items() if k != "history"}}
         if hist:
             info["extra"]["last_epoch"] = hist[-1]
     else:
@@ -127,11 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a preset model on Fashion-MNIST (or MNIST/CIFAR-10)")
     t.add_argument("--preset", type=_preset, required=True, help="model preset (see `vitlab info`)")
     t.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and history go here")
-    t.add_argument("--epochs", type=_positive_int, default=10)
-    t.add_argument("--subset", type=_positive_int, default=None, help="train on a class-balanced subset of N images")
+    t.add_argument("--epochs", type=positive_int, default=10)
+    t.add_argument("--subset", type=positive_int, default=None, help="train on a class-balanced subset of N images")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", choices=["fashion-mnist", "mnist", "cifar10"], default="fashion-mnist")
-    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--batch-size", type=positive_int, default=128)
     t.add_argument("--lr", type=_positive_float, default=1e-3)
     t.add_argument("--min-lr", type=float, default=1e-5)
     t.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -148,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--data", choices=["fashion-mnist", "mnist", "cifar10"], default="fashion-mnist")
     e.add_argument("--split", choices=["train", "test"], default="test")
-    e.add_argument("--subset", type=_positive_int, default=None)
+    e.add_argument("--subset", type=positive_int, default=None)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=_positive_int, default=500)
+    e.add_argument("--batch-size", type=positive_int, default=500)
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="list presets, or describe a preset or checkpoint")

@@ -118,6 +118,7 @@ class AttentionExplorer:
 
     def __init__(self, model, images, class_names=None, labels=None, patch_size=None) -> None:
         from .analysis import record_attention
+        from .analysis.distance import _grid
         from .data import preprocess
 
         if images.ndim != 4 or images.dtype != torch.uint8:
@@ -134,9 +135,7 @@ class AttentionExplorer:
         self.predictions = logits.argmax(dim=1)
         L, B, H, N, _ = self.maps.shape
         self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 1)
-        self.grid = int(round((N - self.num_prefix_tokens) ** 0.5))
-        if self.grid * self.grid != N - self.num_prefix_tokens:
-            raise InputShapeError(f"{N - self.num_prefix_tokens} patch tokens do not form a square grid.")
+        self.grid, _ = _grid(N - self.num_prefix_tokens, None)  # square grid, or InputShapeError
         self.patch_size = patch_size or images.shape[-1] // self.grid
         style = {"description_width": "90px"}
         self.image = widgets.IntSlider(0, 0, B - 1, description="image", style=style)
@@ -180,7 +179,7 @@ class AttentionExplorer:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
-        from .plots.analysis import _image_for_display
+        from .plots.attention import _image_for_display
 
         s = self.state
         query_map, rollout_map = self.current()

@@ -33,7 +33,7 @@ def _grid(num_patches: int, grid_size) -> tuple[int, int]:
     rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
     if rows * cols != num_patches:
         raise InputShapeError(f"grid_size={grid_size} gives {rows * cols} patches but the attention has "
-                              f"{num_patches} patch tokens (after {''}the prefix tokens).")
+                              f"{num_patches} patch tokens (after the prefix tokens).")
     return rows, cols
 
 

@@ -8,17 +8,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .attention import _image_for_display  # one image-to-array conversion for all attention figures
+
 __all__ = ["plot_filters", "plot_pos_similarity", "plot_attention_distance", "plot_rollout"]
-
-
-def _image_for_display(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) uint8 or float -> (H, W) or (H, W, 3) array in [0, 1] for imshow."""
-    img = image.detach().float().cpu()
-    if image.dtype == torch.uint8:
-        img = img / 255.0
-    else:
-        img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
-    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
 
 def plot_filters(components: torch.Tensor, explained: "torch.Tensor | None" = None, columns: int = 7,
