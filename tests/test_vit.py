@@ -104,3 +104,45 @@ def test_resnet_baseline_shapes_and_size():
     assert 11.0e6 < vitlab.count_parameters(model) < 11.3e6  # ResNet-18: ~11.2M with a 10-class head
     with pytest.raises(InputShapeError):
         model(torch.randn(2, 3, 28, 28))
+
+
+def test_registered_config_and_model_round_trip_through_a_checkpoint(tmp_path):
+    """A model family defined outside vitlab's core plugs into presets, build_model and checkpoints."""
+    import dataclasses
+
+    from torch import nn
+
+    from vitlab.config import CONFIG_KINDS, PRESETS, register_config, register_preset
+    from vitlab.models import MODEL_CLASSES, register_model
+
+    @dataclasses.dataclass(frozen=True)
+    class TinyConfig:
+        width: int = 3
+        sizes: tuple = (1, 2)
+
+    class Tiny(nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg = cfg
+            self.lin = nn.Linear(cfg.width, 2)
+
+    try:
+        register_config("tiny-test", TinyConfig)
+        register_model(TinyConfig, Tiny)
+        register_preset("tiny-test-preset", TinyConfig(width=4))
+        model = vitlab.build_model("tiny-test-preset")
+        assert isinstance(model, Tiny) and model.lin.in_features == 4
+        vitlab.save_checkpoint(model, tmp_path / "m.safetensors")
+        again = vitlab.load_checkpoint(tmp_path / "m.safetensors")
+        assert again.cfg.width == 4 and torch.equal(again.lin.weight, model.lin.weight)
+    finally:
+        CONFIG_KINDS.pop("tiny-test", None)
+        MODEL_CLASSES.pop(TinyConfig, None)
+        PRESETS.pop("tiny-test-preset", None)
+
+
+def test_unknown_config_kind_says_what_is_known():
+    from vitlab.config import config_from_dict
+
+    with pytest.raises(vitlab.ConfigError, match="Unknown model kind 'martian'"):
+        config_from_dict({"kind": "martian", "config": {}})

@@ -118,7 +118,31 @@ class ResNetConfig:
         return dataclasses.replace(self, **changes)
 
 
-ModelConfig = Union[ViTConfig, ResNetConfig]
+ModelConfig = Union[ViTConfig, ResNetConfig]  # plus any config class added with register_config
+
+# kind name <-> config class; the kind is what a checkpoint stores beside the config's fields.
+CONFIG_KINDS: dict[str, type] = {"vit": ViTConfig, "resnet": ResNetConfig}
+
+
+def register_config(kind: str, cls: type) -> None:
+    """Make a new (frozen dataclass) model config storable in checkpoints under ``kind``.
+
+    Model families outside this file (hybrid, Swin, T2T-ViT, MAE, CLIP ...) call this once at import,
+    together with :func:`vitlab.models.register_model`.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"register_config needs a dataclass, got {cls!r}.")
+    known = CONFIG_KINDS.get(kind)
+    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+        raise ConfigError(f"Config kind {kind!r} is already registered for {known.__name__}.")
+    CONFIG_KINDS[kind] = cls
+
+
+def register_preset(name: str, cfg: Any) -> None:
+    """Add a named preset (usable with ``vitlab train --preset NAME`` and ``build_model(NAME)``)."""
+    if not any(isinstance(cfg, cls) for cls in CONFIG_KINDS.values()):
+        raise ConfigError(f"Preset {name!r}: register the config class {type(cfg).__name__} first.")
+    PRESETS[name] = cfg
 
 _FMNIST = dict(img_size=28, in_chans=1, num_classes=10)
 
@@ -157,20 +181,22 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
 
 def config_to_dict(cfg: ModelConfig) -> dict:
     """A JSON-ready dict with the config's kind: ``{'kind': 'vit', 'config': {...}}``."""
-    kind = {ViTConfig: "vit", ResNetConfig: "resnet"}.get(type(cfg))
+    kind = next((k for k, cls in CONFIG_KINDS.items() if type(cfg) is cls), None)
     if kind is None:
         raise ConfigError(f"Not a vitlab model config: {type(cfg).__name__}.")
     data = dataclasses.asdict(cfg)
-    if "blocks" in data:
-        data["blocks"] = list(data["blocks"])
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}  # JSON has no tuples
     return {"kind": kind, "config": data}
 
 
 def config_from_dict(data: dict) -> ModelConfig:
     """Inverse of :func:`config_to_dict`."""
-    classes = {"vit": ViTConfig, "resnet": ResNetConfig}
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind is not None and kind not in CONFIG_KINDS:
+        raise ConfigError(f"Unknown model kind {kind!r}; this vitlab knows {sorted(CONFIG_KINDS)}. "
+                          "A newer vitlab (or an import of the module defining it) may be needed.")
     try:
-        cls = classes[data["kind"]]
+        cls = CONFIG_KINDS[data["kind"]]
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data["config"]) - fields
         if unknown:

@@ -10,6 +10,16 @@ from .resnet import ResNet
 from .vit import ViT
 
 
+# config class -> model class; extended by register_model.
+MODEL_CLASSES: dict[type, type] = {ViTConfig: ViT, ResNetConfig: ResNet}
+
+
+def register_model(cfg_cls: type, model_cls: type) -> None:
+    """Let :func:`build_model` (and so ``load_checkpoint`` and ``vitlab train``) build ``model_cls``
+    from a ``cfg_cls`` config. Pair it with :func:`vitlab.config.register_config`."""
+    MODEL_CLASSES[cfg_cls] = model_cls
+
+
 def build_model(cfg: "ModelConfig | str", **overrides) -> nn.Module:
     """Build the model a config (or a preset name) describes.
 
@@ -21,10 +31,9 @@ def build_model(cfg: "ModelConfig | str", **overrides) -> nn.Module:
         cfg = get_preset(cfg, **overrides)
     elif overrides:
         cfg = cfg.replace(**overrides)
-    if isinstance(cfg, ViTConfig):
-        return ViT(cfg)
-    if isinstance(cfg, ResNetConfig):
-        return ResNet(cfg)
+    model_cls = MODEL_CLASSES.get(type(cfg))
+    if model_cls is not None:
+        return model_cls(cfg)
     raise ConfigError(f"Cannot build a model from {type(cfg).__name__}; pass a vitlab config or preset name.")
 
 
@@ -33,4 +42,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ViT", "ResNet", "build_model", "count_parameters"]
+__all__ = ["ViT", "ResNet", "build_model", "count_parameters", "register_model"]
