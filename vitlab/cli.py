@@ -1,4 +1,4 @@
-"""The one command line: ``vitlab train | eval | info``. Subcommands do what the notebooks do."""
+"""The one command line: ``vitlab train | eval | info | reproduce``. Subcommands do what the notebooks do."""
 
 from __future__ import annotations
 
@@ -118,9 +118,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import run_experiment
+    from .experiments.common import default_results_path
+
+    options = {}
+    if args.seeds is not None:
+        options["seeds"] = args.seeds
+    if args.device is not None:
+        options["device"] = args.device
+    path = args.results if args.results is not None else default_results_path(args.name, args.budget)
+    try:
+        results = run_experiment(args.name, budget=args.budget, results_path=path, progress=not args.quiet,
+                                 **options)
+    except KeyboardInterrupt:  # every finished run is already in the file: only the run in progress is lost
+        print(f"\nvitlab reproduce: interrupted. Finished runs are saved in {path}; run the same command again "
+              "to resume from there.", file=sys.stderr)
+        return 130
+    print(json.dumps({"experiment": args.name, "budget": args.budget, "results": str(results.path),
+                      "runs": len(results.records)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformers, step by step.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,info,reproduce}")
 
     t = sub.add_parser("train", help="train a preset model on Fashion-MNIST (or MNIST/CIFAR-10)")
     t.add_argument("--preset", type=_preset, required=True, help="model preset (see `vitlab info`)")
@@ -156,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("checkpoint", type=Path, nargs="?", default=None)
     group.add_argument("--preset", type=_preset, default=None)
     i.set_defaults(func=cmd_info)
+
+    from .experiments import BUDGETS, EXPERIMENTS
+
+    r = sub.add_parser("reproduce", help="run (or resume) one of the paper's experiments at laptop scale")
+    r.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
+                   help=f"experiment: {', '.join(EXPERIMENTS)}")
+    r.add_argument("--budget", choices=list(BUDGETS), default="quick",
+                   help="quick: a few minutes (what notebooks and CI run); full: the committed result")
+    r.add_argument("--results", type=Path, default=None,
+                   help="results JSON (default data/results/NAME.json for full, data/results/quick/NAME.json "
+                        "for quick); finished runs in it are skipped")
+    r.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
+                   help="seeds to run (default: the budget's own)")
+    r.add_argument("--device", default=None, help="where to train, e.g. cuda (default cpu)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_reproduce)
     return parser
 
 

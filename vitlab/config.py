@@ -11,7 +11,7 @@ from typing import Any, Literal, Union
 
 from .errors import ConfigError, UnknownPresetError
 
-POS_EMBEDS = ("learned", "sincos2d", "none")
+POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
 POOLS = ("cls", "gap")
 
 
@@ -27,7 +27,7 @@ class ViTConfig:
     depth: int = 12  # number of transformer blocks
     heads: int = 12  # attention heads per block; dim must be a multiple of it
     mlp_ratio: float = 4.0  # MLP hidden width = mlp_ratio * dim
-    pos_embed: str = "learned"  # 'learned' (1-D table, the paper's default), 'sincos2d' (fixed), 'none'
+    pos_embed: str = "learned"  # 'learned' (1-D, the paper's), 'learned2d' (rows + columns), 'sincos2d', 'none'
     pool: str = "cls"  # 'cls': classify the CLS token; 'gap': global average of the patch tokens
     qkv_bias: bool = True  # bias in the query/key/value projection (the paper and timm: yes)
     norm_eps: float = 1e-6  # LayerNorm epsilon (timm's ViT uses 1e-6)

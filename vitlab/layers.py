@@ -52,6 +52,52 @@ def sincos_2d_pos_embed(dim: int, grid_size: int, temperature: float = 10000.0) 
     return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)  # (N, D)
 
 
+class FactorizedPosEmbed2d(nn.Module):
+    """Learned 2-D position embedding, factorised: patch (r, c) gets ``row[r] + col[c]``.
+
+    A 1-D table learns one vector per patch (rows * cols of them); this learns one per row and one
+    per column (rows + cols), so the grid structure is built in. The prefix tokens (CLS) get their
+    own learned vectors. (The paper's Appendix D.4 concatenates two D/2-wide tables instead; that is
+    the special case where the row table is zero in the second half of the channels and the column
+    table in the first.)
+
+    Parameter names end in ``pos_embed`` so the training loop exempts them from weight decay, like
+    the 1-D table.
+    """
+
+    def __init__(self, *, grid_size: "int | tuple[int, int]", dim: int, num_prefix_tokens: int = 1) -> None:
+        super().__init__()
+        rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+        self.grid_size = (rows, cols)
+        self.num_prefix_tokens = num_prefix_tokens
+        self.row_pos_embed = nn.Parameter(torch.zeros(1, rows, dim))  # (1, rows, D)
+        self.col_pos_embed = nn.Parameter(torch.zeros(1, cols, dim))  # (1, cols, D)
+        self.prefix_pos_embed = (nn.Parameter(torch.zeros(1, num_prefix_tokens, dim))  # (1, prefix, D)
+                                 if num_prefix_tokens else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Truncated normal (std 0.02), as for the 1-D table."""
+        for table in (self.row_pos_embed, self.col_pos_embed, self.prefix_pos_embed):
+            if table is not None:
+                nn.init.trunc_normal_(table, std=0.02)
+
+    def table(self) -> torch.Tensor:
+        """The full (1, prefix + rows * cols, D) table, patches row-major (as a 1-D table would be)."""
+        grid = self.row_pos_embed[:, :, None, :] + self.col_pos_embed[:, None, :, :]  # (1, rows, cols, D)
+        grid = grid.flatten(1, 2)  # (1, rows * cols, D)
+        if self.prefix_pos_embed is None:
+            return grid
+        return torch.cat([self.prefix_pos_embed, grid], dim=1)  # (1, prefix + rows * cols, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, prefix + rows * cols, D) -> the same tokens plus their position vectors."""
+        return x + self.table()
+
+    def extra_repr(self) -> str:
+        return f"grid_size={self.grid_size}, num_prefix_tokens={self.num_prefix_tokens}"
+
+
 class Attention(nn.Module):
     """Multi-head self-attention.
 

@@ -80,12 +80,17 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 2
     return padded[batch, chans, rows, cols]  # (B, C, H, W)
 
 
+# Parameters that are tables of embeddings or biases, not weights: no weight decay (as in timm).
+_NO_DECAY_NAMES = ("cls_token", "mask_token", "relative_position_bias_table")
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
+        last = name.rsplit(".", 1)[-1]
+        skip = p.ndim <= 1 or "pos_embed" in last or last in _NO_DECAY_NAMES
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -105,9 +110,9 @@ def predict(model: nn.Module, dataset: ImageDataset, batch_size: int = 500,
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 500) -> dict:
-    """Top-1 accuracy and mean cross-entropy of a model on a dataset."""
-    logits = predict(model, dataset, batch_size)
+def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 500, progress: bool = False) -> dict:
+    """Top-1 accuracy and mean cross-entropy of a model on a dataset (``progress``: a tqdm bar)."""
+    logits = predict(model, dataset, batch_size, progress=progress)
     labels = dataset.labels
     return {"accuracy": (logits.argmax(1) == labels).float().mean().item(),
             "loss": F.cross_entropy(logits, labels).item()}

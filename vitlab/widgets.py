@@ -49,7 +49,7 @@ class PatchSizeExplorer(widgets.VBox):
         self.slider = widgets.SelectionSlider(options=list(patch_sizes), value=initial,
                                               description="patch P", continuous_update=False)
         self.info = widgets.HTML()
-        self.picture = widgets.Image(format="jpeg")
+        self.picture = widgets.Image(format="jpeg", layout=widgets.Layout(width="auto"))
         super().__init__(children=[self.slider, self.info, self.picture])
         self.slider.observe(self._on_change, names="value")
         self._render(initial)
@@ -147,7 +147,7 @@ class AttentionExplorer:
                                        style=style)
         self.discard = widgets.FloatSlider(0.0, min=0.0, max=0.95, step=0.05, description="discard ratio",
                                            style=style)
-        self.picture = widgets.Image(format="jpeg")
+        self.picture = widgets.Image(format="jpeg", layout=widgets.Layout(width="auto"))
         self.label = widgets.HTML()
         controls = [self.image, self.layer, self.head, self.query, self.fusion, self.discard]
         for control in controls:

@@ -116,6 +116,11 @@ def to_timm(vit: ViT) -> nn.Module:
     if not isinstance(vit, ViT):
         raise ConfigError(f"to_timm expects a vitlab ViT, got {type(vit).__name__}.")
     cfg = vit.cfg
+    if cfg.pos_embed == "learned2d":
+        raise ConfigError(
+            "to_timm cannot convert pos_embed='learned2d': timm's VisionTransformer has no factorised "
+            "(row + column) position embedding. Train with pos_embed='learned' or 'sincos2d' to export "
+            "to timm; vit.pos_embed_table() gives the equivalent 1-D table if you need its values.")
     VisionTransformer = _timm_vit_class()
     model = VisionTransformer(
         img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,

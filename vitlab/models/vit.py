@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import ViTConfig
 from ..errors import ConfigError, InputShapeError
-from ..layers import Block, PatchEmbed, init_vit_weights, sincos_2d_pos_embed
+from ..layers import Block, FactorizedPosEmbed2d, PatchEmbed, init_vit_weights, sincos_2d_pos_embed
 
 
 class ViT(nn.Module):
@@ -43,6 +43,9 @@ class ViT(nn.Module):
             table = torch.zeros(1, num_tokens, D)
             table[0, cfg.num_prefix_tokens:] = sincos_2d_pos_embed(D, cfg.grid_size)
             self.register_buffer("pos_embed", table)
+        elif cfg.pos_embed == "learned2d":  # a module: a row table + a column table (+ prefix rows)
+            self.pos_embed = FactorizedPosEmbed2d(grid_size=cfg.grid_size, dim=D,
+                                                  num_prefix_tokens=cfg.num_prefix_tokens)
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(cfg.drop_rate)
@@ -63,6 +66,8 @@ class ViT(nn.Module):
         self.apply(init_vit_weights)
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        elif isinstance(self.pos_embed, FactorizedPosEmbed2d):
+            self.pos_embed.reset_parameters()
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
 
@@ -100,9 +105,18 @@ class ViT(nn.Module):
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+N, D)
-        if self.pos_embed is not None:
+        if isinstance(self.pos_embed, FactorizedPosEmbed2d):
+            x = self.pos_embed(x)  # rows + columns
+        elif self.pos_embed is not None:
             x = x + self.pos_embed
         return self.pos_drop(x)
+
+    def pos_embed_table(self) -> "torch.Tensor | None":
+        """The (1, prefix + N, D) table added to the tokens, whatever the kind of embedding (None for
+        'none'); for 'learned2d' it is built from the row and column tables."""
+        if isinstance(self.pos_embed, FactorizedPosEmbed2d):
+            return self.pos_embed.table()
+        return self.pos_embed
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> tokens (B, prefix + N, D) after the last block.

@@ -38,7 +38,8 @@ def plot_filters(components: torch.Tensor, explained: "torch.Tensor | None" = No
         ax.set_xticks([]), ax.set_yticks([])
         if explained is not None:
             ax.set_title(f"{100 * explained[i].item():.1f}%", fontsize=7, pad=2)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + ("\n(above each: the share of the filters' variance it explains)" if explained is not None
+                          else ""), fontsize=10)
     fig.tight_layout(h_pad=0.6)
     return fig
 
@@ -103,21 +104,22 @@ def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = N
     depth = np.repeat(np.arange(1, L + 1), H) + offset
     ax.scatter(depth, distance.detach().float().flatten().numpy(), s=14, alpha=0.8, label=label)
     if image_size is not None:
-        ax.axhline(image_size, color="gray", lw=0.8, ls="--")
+        ax.axhline(image_size, color="gray", lw=0.8, ls="--", label=f"image side ({image_size} px)")
     if reference is not None:
         ax.axhline(reference, color="black", lw=0.8, ls=":", label=reference_label)
     ax.set_xlabel("network depth (layer)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_xticks(range(1, L + 1))
     ax.set_title(title, fontsize=10)
-    if label is not None or reference is not None:
+    if label is not None or reference is not None or image_size is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | None" = None,
-                 alpha: float = 0.55, vmax: "float | None" = None) -> Figure:
+                 alpha: float = 0.55, vmax: "float | None" = None,
+                 title: str = "Attention rollout: where the CLS token draws its information") -> Figure:
     """Images (top row) and the same images with their rollout maps upsampled and overlaid (bottom row).
 
     Args:
@@ -128,11 +130,13 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
         vmax: None: each map is stretched to its own range (shows where a map is highest, however flat
             it is). A number: every map is drawn as it is on one colour scale from 0 to ``vmax``, so
             maps (and figures drawn with the same ``vmax``) can be compared.
+        title: the figure's title.
     Returns:
-        Figure with 2 x B panels.
+        Figure with 2 x B panels and a colour bar.
     """
     B = images.shape[0]
-    fig = Figure(figsize=(2.2 * B, 4.6), dpi=90)
+    fig = Figure(figsize=(2.2 * B + 0.9, 4.9), dpi=90, layout="constrained")
+    overlay = None
     for b in range(B):
         img = _image_for_display(images[b])
         H, W = img.shape[:2]
@@ -144,10 +148,18 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
         ax.set_xticks([]), ax.set_yticks([])
         if titles:
             ax.set_title(titles[b], fontsize=8)
+        if b == 0:
+            ax.set_ylabel(f"image ({H}x{W} px)", fontsize=8)
         ax = fig.add_subplot(2, B, B + b + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        ax.imshow(m.numpy(), cmap="jet", alpha=alpha, extent=(-0.5, W - 0.5, H - 0.5, -0.5),
-                  interpolation="bilinear", vmin=0.0, vmax=1.0 if vmax is None else vmax)
+        overlay = ax.imshow(m.numpy(), cmap="jet", alpha=alpha, extent=(-0.5, W - 0.5, H - 0.5, -0.5),
+                            interpolation="bilinear", vmin=0.0, vmax=1.0 if vmax is None else vmax)
         ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
+        if b == 0:
+            ax.set_ylabel(f"rollout ({maps.shape[-2]}x{maps.shape[-1]} patches)", fontsize=8)
+    bar = fig.colorbar(overlay, ax=fig.axes, shrink=0.6, pad=0.02)
+    bar.set_label("rollout weight, each map stretched\nto its own range (1 = its largest)" if vmax is None
+                  else "rollout weight", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -137,7 +137,7 @@ def plot_attention_matrix(
             ax.set_ylabel("query", fontsize=8)
         if h >= num_heads - columns:
             ax.set_xlabel("key", fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight (each row sums to 1)")
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -247,6 +247,6 @@ def plot_attention_on_image(
         overlay = ax.imshow(maps[index - 1], extent=(0, width, height, 0), cmap=cmap, vmin=low, vmax=high,
                             alpha=alpha, interpolation="nearest")
         ax.set_title(names[index - 1], fontsize=9)
-    fig.colorbar(overlay, ax=axes, shrink=0.8, label="weight")
+    fig.colorbar(overlay, ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title, fontsize=10)
     return fig

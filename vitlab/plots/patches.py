@@ -48,9 +48,10 @@ def plot_patch_sizes(image: torch.Tensor, patch_sizes: Sequence[int], *, dpi: in
     Returns:
         a Figure with one panel per patch size.
     """
-    fig = Figure(figsize=(3.6 * len(patch_sizes), 3.9), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(3.6 * len(patch_sizes), 4.3), dpi=dpi, layout="constrained")
     for ax, patch_size in zip(fig.subplots(1, len(patch_sizes), squeeze=False)[0], patch_sizes):
         _draw_patch_grid(ax, image, patch_size)
+    fig.suptitle("The same image cut with different patch sizes P (smaller P: more tokens)")
     return fig
 
 
@@ -90,6 +91,7 @@ def plot_patches(patches: torch.Tensor, patch_size: int, channels: int, *,
     ax.imshow(canvas, interpolation="nearest")
     ax.set_yticks([r * step + P / 2 for r in range(rows)], [str(r * per_row) for r in range(rows)])
     ax.set_xticks([])
+    ax.set_xlabel(f"tokens in sequence order, left to right (each patch {P}x{P} px)")
     ax.set_ylabel("index of the line's first token")
     ax.set_title(f"{N} patch tokens in sequence order, each {C}x{P}x{P} = {C * P * P} numbers")
     return fig
@@ -127,7 +129,7 @@ def plot_embedding_table(table: torch.Tensor, *, similarity_map: "torch.Tensor |
     axes[0].set_xlabel(f"channel (of D = {values.shape[1]})")
     axes[0].set_ylabel(f"patch index (of N = {values.shape[0]})")
     axes[0].set_title(title)
-    fig.colorbar(image, ax=axes[0], shrink=0.85)
+    fig.colorbar(image, ax=axes[0], shrink=0.85, label="embedding value")
     if similarity_map is not None:
         sim = similarity_map.detach().float().cpu().numpy()
         low, high = similarity_range if similarity_range is not None else (sim.min(), sim.max())
@@ -139,7 +141,7 @@ def plot_embedding_table(table: torch.Tensor, *, similarity_map: "torch.Tensor |
         axes[1].set_title(f"cosine similarity{where}")
         axes[1].set_xlabel("patch column")
         axes[1].set_ylabel("patch row")
-        fig.colorbar(image, ax=axes[1], shrink=0.85)
+        fig.colorbar(image, ax=axes[1], shrink=0.85, label="cosine similarity")
     return fig
 
 
@@ -162,6 +164,8 @@ def _draw_patch_grid(ax, image: torch.Tensor, patch_size: int, *, number_patches
                     path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlabel(f"width {W} px = {w} patches of {patch_size} px")
+    ax.set_ylabel(f"height {H} px = {h} patches of {patch_size} px")
     ax.set_title(f"P = {patch_size}: {h} x {w} = {h * w} tokens\n(+ CLS = {h * w + 1})")
 
 

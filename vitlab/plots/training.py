@@ -77,7 +77,9 @@ def plot_samples(images: torch.Tensor, labels: "torch.Tensor | Sequence[int]", c
         The Figure.
     """
     labels = _labels_list("labels", labels, _check_images(images))
-    return _image_grid(images, [class_names[y] for y in labels], columns, ["black"] * len(labels))
+    fig = _image_grid(images, [class_names[y] for y in labels], columns, ["black"] * len(labels))
+    fig.suptitle(f"{len(labels)} images and their classes", fontsize=9)
+    return fig
 
 
 def plot_mistakes(images: torch.Tensor, true: "torch.Tensor | Sequence[int]",
@@ -115,7 +117,7 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], t
     Args:
         confusion: (K, K) counts, rows = true class, columns = predicted class.
         class_names: the K class names.
-        title: optional title.
+        title: the title; default "Confusion matrix".
     Returns:
         The Figure.
     """
@@ -138,8 +140,7 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], t
     ax.set_yticks(range(K), class_names, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title or "Confusion matrix", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
     return fig
 
@@ -176,8 +177,9 @@ def plot_history(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figu
                         marker=marker, ms=3, label=f"{name} test")
     loss_ax.set_title("loss", fontsize=9)
     acc_ax.set_title("accuracy", fontsize=9)
-    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.set_ylabel("cross-entropy loss (nats)")
     acc_ax.set_ylabel("top-1 accuracy (%)")
+    fig.suptitle("Learning curves (solid: training set, dashed: test set)", fontsize=10)
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,0 +1,263 @@
+"""The shared experiment framework: budgets, results files, FLOP counts, resumable runs, the registry."""
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+import vitlab
+from vitlab.data import fashion_mnist
+from vitlab.errors import ConfigError, VitlabError
+from vitlab.experiments import (EXPERIMENTS, available_experiments, get_experiment, run_experiment)
+from vitlab.experiments.common import (BUDGETS, ResultsError, ResultsFile, TrainSizeError, UnknownBudgetError,
+                                       UnknownExperimentError, check_budget, check_train_sizes,
+                                       count_forward_flops, count_train_flops, default_results_path,
+                                       epochs_for_images, git_commit, repo_root, run_classifier)
+from vitlab.training import TrainConfig
+
+
+# ---- budgets and paths ------------------------------------------------------------------------------
+
+def test_budgets_are_quick_and_full():
+    assert BUDGETS == ("quick", "full")
+    assert check_budget("quick") == "quick" and check_budget("full") == "full"
+
+
+def test_unknown_budget_is_a_typed_error_naming_the_choices():
+    with pytest.raises(UnknownBudgetError, match="'quick'.*'full'"):
+        check_budget("medium")
+    assert issubclass(UnknownBudgetError, ConfigError) and issubclass(UnknownBudgetError, ValueError)
+
+
+def test_full_results_are_committed_and_quick_results_go_to_the_ignored_folder():
+    assert default_results_path("hybrid", "full") == repo_root() / "data" / "results" / "hybrid.json"
+    assert default_results_path("hybrid", "quick") == repo_root() / "data" / "results" / "quick" / "hybrid.json"
+    gitignore = (repo_root() / ".gitignore").read_text().split()
+    assert "data/results/quick/" in gitignore
+
+
+def test_train_sizes_larger_than_the_data_are_refused():
+    assert check_train_sizes([100, 60000], 60000) == [100, 60000]
+    with pytest.raises(TrainSizeError, match="70,000 is larger than the training set \\(60,000"):
+        check_train_sizes([100, 70000], 60000)
+    with pytest.raises(TrainSizeError, match="positive whole numbers"):
+        check_train_sizes([0], 60000)
+
+
+def test_epochs_for_images_rounds_up_and_is_at_least_one():
+    assert epochs_for_images(1000, 300) == 4
+    assert epochs_for_images(100, 60000) == 1
+    assert epochs_for_images(600, 300) == 2
+
+
+# ---- results files ----------------------------------------------------------------------------------
+
+def test_results_file_round_trip_and_replace_by_run_id(tmp_path):
+    path = tmp_path / "sub" / "exp.json"
+    results = ResultsFile(path, "exp")
+    assert results.records == [] and not path.exists()
+    results.add({"run_id": "a", "test_accuracy": 0.5, "arm": "vit"})
+    results.add({"run_id": "b", "test_accuracy": 0.7, "arm": "cnn"})
+    results.add({"run_id": "a", "test_accuracy": 0.6, "arm": "vit"})
+    again = ResultsFile(path, "exp")
+    assert [r["run_id"] for r in again.records] == ["b", "a"]
+    assert again.get("a")["test_accuracy"] == 0.6 and again.get("zzz") is None
+    assert again.select(arm="cnn") == [{"run_id": "b", "test_accuracy": 0.7, "arm": "cnn"}]
+    data = json.loads(path.read_text())
+    assert data["experiment"] == "exp" and data["format"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["exp.json"]  # no temporary files left behind
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a readable JSON"),
+    ('{"hello": 1}', "not a vitlab results file"),
+    ('{"experiment": "other", "format": 1, "runs": []}', "experiment 'other', not 'exp'"),
+    ('{"experiment": "exp", "format": 99, "runs": []}', "format 99"),
+    ('{"experiment": "exp", "format": 1, "runs": [{"no_id": 1}]}', "run_id"),
+])
+def test_unreadable_or_foreign_results_files_raise_results_error(tmp_path, content, message):
+    path = tmp_path / "exp.json"
+    path.write_text(content)
+    with pytest.raises(ResultsError, match=message) as info:
+        ResultsFile(path, "exp")
+    assert "--results" in str(info.value)  # the message says what to do
+    assert isinstance(info.value, VitlabError)
+
+
+def test_a_record_needs_a_run_id(tmp_path):
+    with pytest.raises(ResultsError, match="run_id"):
+        ResultsFile(tmp_path / "x.json", "x").add({"test_accuracy": 1.0})
+
+
+# ---- FLOP counts ------------------------------------------------------------------------------------
+
+def test_forward_flops_of_a_linear_layer_by_hand():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))  # 12 * 5 multiply-adds per image
+    assert count_forward_flops(model, (3, 2, 2)) == 2 * 12 * 5
+
+
+def test_forward_flops_of_a_convolution_by_hand():
+    model = nn.Conv2d(1, 2, kernel_size=3, padding=1)  # 4x4 outputs x 2 channels x 9 taps
+    assert count_forward_flops(model, (1, 4, 4)) == 2 * 16 * 2 * 9
+
+
+def test_train_flops_of_two_linear_layers_by_hand():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 5))
+    forward = 2 * (12 * 8 + 8 * 5)
+    backward = 2 * (8 * 5 + 8 * 5 + 12 * 8)  # layer 2: weight and input gradients; layer 1: weight only
+    assert count_train_flops(model, (1, 3, 4), images_seen=1) == forward + backward
+    assert count_train_flops(model, (1, 3, 4), images_seen=1000) == 1000 * (forward + backward)
+
+
+def test_vit_forward_flops_match_an_independent_formula():
+    cfg = vitlab.get_preset("fmnist-vit")
+    n, d, hidden = cfg.num_patches + 1, cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    patch = cfg.num_patches * cfg.patch_size**2 * cfg.in_chans * d
+    block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
+    macs = patch + cfg.depth * block + d * cfg.num_classes
+    assert count_forward_flops(vitlab.build_model(cfg), (1, 28, 28)) == 2 * macs
+
+
+def test_flop_counting_leaves_the_model_untouched():
+    model = vitlab.build_model("fmnist-resnet")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    count_train_flops(model, (1, 28, 28), images_seen=10)
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_flop_counting_rejects_bad_arguments():
+    model = nn.Conv2d(1, 1, 3)
+    with pytest.raises(ConfigError, match="\\(C, H, W\\)"):
+        count_forward_flops(model, (28, 28))
+    with pytest.raises(ConfigError, match="images_seen"):
+        count_train_flops(model, (1, 8, 8), images_seen=-1)
+
+
+def test_git_commit_is_a_hash_or_none():
+    commit = git_commit()
+    assert commit is None or len(commit.split("+")[0]) == 40
+
+
+# ---- run_classifier ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return fashion_mnist("train", subset=100), fashion_mnist("test", subset=200)
+
+
+def test_run_classifier_records_everything_and_skips_a_finished_run(tmp_path, tiny_data):
+    train_set, test_set = tiny_data
+    calls = []
+
+    def model_fn():
+        calls.append(1)
+        return vitlab.build_model("fmnist-vit-tiny", depth=1)
+
+    results = ResultsFile(tmp_path / "r.json", "demo")
+    cfg = TrainConfig(epochs=2, batch_size=50, seed=3)
+    record = run_classifier(results, "vit/n=100/seed=3", model_fn=model_fn, train_set=train_set,
+                            test_set=test_set, train_cfg=cfg, budget="quick", progress=False, arm="vit")
+    for key in ("run_id", "experiment", "budget", "model", "params", "train_size", "test_size", "seed", "train",
+                "images_seen", "forward_flops", "train_flops", "test_accuracy", "wall_seconds", "commit",
+                "finished_at"):
+        assert key in record, key
+    assert record["arm"] == "vit" and record["seed"] == 3 and record["train_size"] == 100
+    assert record["test_size"] == 200 and record["images_seen"] == 200 and record["experiment"] == "demo"
+    assert record["model"]["kind"] == "vit" and record["model"]["config"]["depth"] == 1
+    model = vitlab.build_model("fmnist-vit-tiny", depth=1)
+    assert record["params"] == vitlab.count_parameters(model)
+    assert record["train_flops"] == count_train_flops(model, (1, 28, 28), 200)
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+    again = run_classifier(ResultsFile(tmp_path / "r.json", "demo"), "vit/n=100/seed=3", model_fn=model_fn,
+                           train_set=train_set, test_set=test_set, train_cfg=cfg, budget="quick")
+    assert again == record  # resumed from the file, not retrained (finished_at and wall time unchanged)
+    assert len(calls) == 2  # the model is built again only to check the stored run is the same run
+
+
+def test_run_classifier_refuses_a_stored_run_made_differently(tmp_path, tiny_data):
+    train_set, test_set = tiny_data
+    results = ResultsFile(tmp_path / "r.json", "demo")
+    kwargs = dict(model_fn=lambda: vitlab.build_model("fmnist-vit-tiny", depth=1), train_set=train_set,
+                  test_set=test_set, budget="quick", progress=False)
+    run_classifier(results, "x", train_cfg=TrainConfig(epochs=1, batch_size=50), **kwargs)
+    with pytest.raises(ResultsError, match="already holds run 'x', but made differently.*epochs"):
+        run_classifier(results, "x", train_cfg=TrainConfig(epochs=2, batch_size=50), **kwargs)
+    with pytest.raises(ResultsError, match="budget"):
+        run_classifier(results, "x", train_cfg=TrainConfig(epochs=1, batch_size=50), **{**kwargs, "budget": "full"})
+
+
+def test_run_classifier_is_repeatable_for_a_seed(tmp_path, tiny_data):
+    train_set, test_set = tiny_data
+    kwargs = dict(model_fn=lambda: vitlab.build_model("fmnist-vit-tiny", depth=1), train_set=train_set,
+                  test_set=test_set, train_cfg=TrainConfig(epochs=1, batch_size=50, seed=1), budget="quick",
+                  progress=False)
+    first = run_classifier(ResultsFile(tmp_path / "a.json", "d"), "x", **kwargs)
+    second = run_classifier(ResultsFile(tmp_path / "b.json", "d"), "x", **kwargs)
+    assert first["test_accuracy"] == second["test_accuracy"] and first["test_loss"] == second["test_loss"]
+
+
+def test_run_classifier_refuses_an_unknown_budget(tmp_path, tiny_data):
+    with pytest.raises(UnknownBudgetError):
+        run_classifier(ResultsFile(tmp_path / "a.json", "d"), "x", model_fn=nn.Identity, train_set=tiny_data[0],
+                       test_set=tiny_data[1], train_cfg=TrainConfig(), budget="huge")
+
+
+# ---- the registry -----------------------------------------------------------------------------------
+
+def test_every_planned_experiment_is_registered():
+    assert set(EXPERIMENTS) >= {"data-scale", "hybrid", "ablations", "resolution", "t2t", "swin", "mae", "clip"}
+    for target in EXPERIMENTS.values():
+        module, func = target.split(":")
+        assert module.startswith("vitlab.experiments.") and func == "run"
+    assert {"data-scale", "hybrid"} <= set(available_experiments())
+
+
+def test_unknown_experiment_names_the_choices():
+    with pytest.raises(UnknownExperimentError, match="Unknown experiment 'nope'.*data-scale"):
+        get_experiment("nope")
+
+
+def test_a_registered_experiment_whose_module_is_missing_gives_a_clear_error(monkeypatch):
+    monkeypatch.setitem(EXPERIMENTS, "later", "vitlab.experiments.not_written_yet:run")
+    with pytest.raises(UnknownExperimentError, match="registered but its module .*not_written_yet"):
+        get_experiment("later")
+    assert "later" not in available_experiments()
+
+
+@pytest.fixture
+def fake_experiment(monkeypatch):
+    """A registered experiment whose run() only records its arguments."""
+    module = types.ModuleType("vitlab_fake_experiment")
+    calls = []
+
+    def run(budget="quick", results_path=None, progress=True, seeds=None):
+        calls.append(dict(budget=budget, results_path=results_path, progress=progress, seeds=seeds))
+        results = ResultsFile(results_path, "fake")
+        results.add({"run_id": f"s{seeds}"})
+        return results
+
+    module.run = run
+    monkeypatch.setitem(sys.modules, "vitlab_fake_experiment", module)
+    monkeypatch.setitem(EXPERIMENTS, "fake", "vitlab_fake_experiment:run")
+    return calls
+
+
+def test_run_experiment_passes_its_options_on(tmp_path, fake_experiment):
+    results = run_experiment("fake", budget="full", results_path=tmp_path / "f.json", progress=False, seeds=[4])
+    assert fake_experiment == [dict(budget="full", results_path=tmp_path / "f.json", progress=False, seeds=[4])]
+    assert results.records == [{"run_id": "s[4]"}]
+
+
+def test_run_experiment_rejects_an_option_the_experiment_does_not_take(tmp_path, fake_experiment):
+    with pytest.raises(ConfigError, match="does not take option.*device"):
+        run_experiment("fake", results_path=tmp_path / "f.json", device="cuda")
+    with pytest.raises(UnknownBudgetError):
+        run_experiment("fake", budget="slow")
+    assert fake_experiment == []

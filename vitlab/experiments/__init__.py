@@ -1,0 +1,98 @@
+"""Reproductions of the ViT paper (and its relatives) at laptop scale, one module per experiment.
+
+Each experiment module has ``run(budget='quick', results_path=None, progress=True, seeds=None)``
+returning a :class:`~vitlab.experiments.common.ResultsFile`; ``vitlab reproduce NAME`` calls it.
+Modules are imported only when their experiment runs, so one missing module does not break the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from pathlib import Path
+
+from .common import (BUDGETS, ResultsError, ResultsFile, TrainSizeError, UnknownBudgetError,
+                     UnknownExperimentError, check_budget, default_results_path)
+
+# name -> "module:function"; the function has the signature of ``run`` above.
+EXPERIMENTS: dict[str, str] = {
+    "data-scale": "vitlab.experiments.data_scale:run",  # ViT vs CNN vs hybrid over train-set size (paper Fig. 3/4)
+    "hybrid": "vitlab.experiments.hybrid:run",  # accuracy vs training FLOPs, ViT / hybrid / CNN (Fig. 5, Table 6)
+    "ablations": "vitlab.experiments.ablations:run",  # position embeddings, CLS vs GAP ... (Table 8, App. D)
+    "resolution": "vitlab.experiments.resolution:run",  # fine-tuning at a higher resolution
+    "t2t": "vitlab.experiments.t2t:run",  # Tokens-to-Token ViT
+    "swin": "vitlab.experiments.swin:run",  # Swin Transformer
+    "mae": "vitlab.experiments.mae:run",  # masked autoencoder pre-training
+    "clip": "vitlab.experiments.clip:run",  # contrastive image-text pre-training
+}
+
+
+def get_experiment(name: str):
+    """The ``run`` function of a registered experiment.
+
+    Raises:
+        UnknownExperimentError: ``name`` is not registered, or its module is not there (yet).
+    """
+    if name not in EXPERIMENTS:
+        raise UnknownExperimentError(
+            f"Unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}.")
+    module_name, func_name = EXPERIMENTS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not module_name.startswith(err.name):
+            raise  # the module exists but something it imports is missing: show the real error
+        raise UnknownExperimentError(
+            f"Experiment {name!r} is registered but its module {module_name} is not in this vitlab yet; "
+            f"available now: {', '.join(available_experiments()) or 'none'}.") from err
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise UnknownExperimentError(f"Experiment {name!r}: {module_name} has no function {func_name!r}.")
+    return func
+
+
+def available_experiments() -> list[str]:
+    """The registered experiments whose module can be found (without importing it)."""
+    found = []
+    for name, target in EXPERIMENTS.items():
+        module_name = target.split(":")[0]
+        try:
+            if importlib.util.find_spec(module_name) is not None:
+                found.append(name)
+        except ModuleNotFoundError:
+            pass
+    return found
+
+
+def run_experiment(name: str, budget: str = "quick", results_path: "str | Path | None" = None,
+                   progress: bool = True, **options) -> ResultsFile:
+    """Run (or resume) one experiment.
+
+    Args:
+        name: a key of :data:`EXPERIMENTS`, e.g. ``'data-scale'``.
+        budget: 'quick' (minutes, for notebooks and CI) or 'full' (the committed result).
+        results_path: JSON file for the results; default :func:`default_results_path`.
+        progress: show progress bars.
+        **options: passed on to the experiment's ``run`` (e.g. ``seeds=[0, 1, 2]``, ``device='cuda'``);
+            an option the experiment does not take raises a :class:`vitlab.errors.ConfigError`
+            naming the options it does take.
+    Returns:
+        The experiment's :class:`ResultsFile`.
+    """
+    check_budget(budget)
+    func = get_experiment(name)
+    params = inspect.signature(func).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params and not takes_any]
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"Experiment {name!r} does not take option(s) {unknown}; it takes "
+                          f"{[p for p in params if p not in ('budget', 'results_path', 'progress')]}.")
+    return func(budget=budget, results_path=results_path, progress=progress, **options)
+
+
+__all__ = ["EXPERIMENTS", "BUDGETS", "get_experiment", "available_experiments", "run_experiment",
+           "ResultsFile", "ResultsError", "UnknownExperimentError", "UnknownBudgetError", "TrainSizeError",
+           "check_budget", "default_results_path"]

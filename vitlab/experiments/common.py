@@ -1,0 +1,346 @@
+"""The shared experiment framework: budgets, one results file per experiment, FLOP counts, and one
+resumable "train a classifier and record it" step.
+
+Every reproduction (data scale, hybrids, ablations, resolution, T2T, Swin, MAE, CLIP) writes the
+same kind of file, ``data/results/<experiment>.json``::
+
+    {"experiment": "data-scale", "format": 1, "runs": [record, record, ...]}
+
+A record is one finished training run (config, seed, train size, parameters, FLOPs, test accuracy,
+wall time, commit ...). The file is rewritten atomically after every run, and a run whose
+``run_id`` is already in the file is skipped, so an interrupted experiment loses at most the run in
+progress and picks up where it stopped when started again.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..checkpoint import atomic_write_json
+from ..config import config_to_dict
+from ..errors import ConfigError, VitlabError
+from ..seed import seed_everything
+
+BUDGETS = ("quick", "full")  # quick: <= 3 min on 2 CPU cores (notebooks, CI); full: the committed result
+FORMAT = 1  # version of the results-file layout
+
+
+class ResultsError(VitlabError, ValueError):
+    """A results file that cannot be read, is corrupt, or belongs to another experiment."""
+
+
+class UnknownExperimentError(ConfigError):
+    """An experiment name that is not registered (see ``vitlab.experiments.EXPERIMENTS``)."""
+
+
+class UnknownBudgetError(ConfigError):
+    """A budget other than 'quick' or 'full'."""
+
+
+class TrainSizeError(ConfigError):
+    """A training-set size the data cannot provide (larger than the data, or not positive)."""
+
+
+def repo_root() -> Path:
+    """The repository (or installed source tree) that holds ``vitlab/`` and ``data/``."""
+    return Path(__file__).resolve().parents[2]
+
+
+def check_budget(budget: str) -> str:
+    """Return ``budget`` if it is one of :data:`BUDGETS`, else raise :class:`UnknownBudgetError`."""
+    if budget not in BUDGETS:
+        raise UnknownBudgetError(
+            f"Unknown budget {budget!r}; use 'quick' (a few minutes on a laptop CPU: notebooks and CI) "
+            "or 'full' (the committed result; about 2 hours on 2 CPU cores).")
+    return budget
+
+
+def default_results_path(experiment: str, budget: str) -> Path:
+    """Where an experiment's results go by default.
+
+    Args:
+        experiment: the experiment's name, e.g. ``'data-scale'``.
+        budget: ``'full'`` -> ``<repo>/data/results/<experiment>.json`` (committed);
+            ``'quick'`` -> ``<repo>/data/results/quick/<experiment>.json`` (git-ignored).
+    """
+    check_budget(budget)
+    folder = repo_root() / "data" / "results"
+    return folder / f"{experiment}.json" if budget == "full" else folder / "quick" / f"{experiment}.json"
+
+
+def check_train_sizes(sizes: "list[int] | tuple[int, ...]", available: int, what: str = "training set") -> list[int]:
+    """Validate requested training-set sizes against the number of images there are.
+
+    Args:
+        sizes: requested numbers of training images.
+        available: how many images the data has (60,000 for Fashion-MNIST train).
+        what: the data's name, for the message.
+    Returns:
+        The sizes as a list of ints.
+    Raises:
+        TrainSizeError: a size that is not a positive int, or is larger than ``available``.
+    """
+    out = []
+    for size in sizes:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise TrainSizeError(f"Train sizes must be positive whole numbers of images, got {size!r}.")
+        if size > available:
+            raise TrainSizeError(
+                f"Train size {size:,} is larger than the {what} ({available:,} images); "
+                f"choose sizes of at most {available:,}.")
+        out.append(size)
+    return out
+
+
+class ResultsFile:
+    """One experiment's results: a JSON file of run records, appended one finished run at a time.
+
+    Args:
+        path: the JSON file (created, with its folder, on the first :meth:`add`).
+        experiment: the experiment's name; a file written by another experiment is refused.
+    Raises:
+        ResultsError: the file exists but is not valid JSON, not a vitlab results file, of a newer
+            format, or of another experiment.
+    """
+
+    def __init__(self, path: "str | Path", experiment: str) -> None:
+        self.path = Path(path)
+        self.experiment = experiment
+        self.records: list[dict] = []
+        if self.path.exists():
+            self.records = self._load()
+
+    def _load(self) -> list[dict]:
+        fix = ("Delete or move it to start this experiment afresh, or pass another path "
+               "(--results PATH).")
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ResultsError(f"{self.path} is not a readable JSON results file ({err}). {fix}") from err
+        if not isinstance(data, dict) or "runs" not in data or "experiment" not in data:
+            raise ResultsError(f"{self.path} is JSON but not a vitlab results file (no 'experiment' and "
+                               f"'runs' keys). {fix}")
+        if data["experiment"] != self.experiment:
+            raise ResultsError(f"{self.path} holds results of experiment {data['experiment']!r}, not "
+                               f"{self.experiment!r}. {fix}")
+        if data.get("format") != FORMAT:
+            raise ResultsError(f"{self.path} has results format {data.get('format')!r}; this vitlab reads "
+                               f"format {FORMAT}. {fix}")
+        runs = data["runs"]
+        if not isinstance(runs, list) or not all(isinstance(r, dict) and "run_id" in r for r in runs):
+            raise ResultsError(f"{self.path}: 'runs' must be a list of records, each with a 'run_id'. {fix}")
+        return runs
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"ResultsFile({str(self.path)!r}, experiment={self.experiment!r}, runs={len(self)})"
+
+    def get(self, run_id: str) -> "dict | None":
+        """The record of a finished run, or None if it has not run yet."""
+        return next((r for r in self.records if r["run_id"] == run_id), None)
+
+    def add(self, record: dict) -> None:
+        """Append (or replace, by ``run_id``) one record and rewrite the whole file atomically."""
+        if "run_id" not in record:
+            raise ResultsError("A results record needs a 'run_id'.")
+        self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
+        atomic_write_json(self.path, {"experiment": self.experiment, "format": FORMAT, "runs": self.records})
+
+    def select(self, **fields: Any) -> list[dict]:
+        """The records whose fields equal the given values, e.g. ``select(arm='vit', budget='full')``."""
+        return [r for r in self.records if all(r.get(k) == v for k, v in fields.items())]
+
+
+def _count_flops(model: nn.Module, input_shape: tuple, backward: bool, batch: int = 2) -> int:
+    """FLOPs (matmul, conv, attention: 2 per multiply-add) for ``batch`` images, on a copy of the model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ConfigError(f"input_shape must be (C, H, W) of positive ints for one image, got {input_shape!r}.")
+    probe = copy.deepcopy(model).cpu().float().eval()  # eval: batch norm does not update its statistics
+    x = torch.zeros(batch, *shape)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        if backward:
+            probe(x).sum().backward()
+        else:
+            with torch.no_grad():
+                probe(x)
+    return counter.get_total_flops()
+
+
+def count_forward_flops(model: nn.Module, input_shape: "tuple[int, int, int]") -> int:
+    """Forward-pass FLOPs for one image, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    Counts matrix multiplies, convolutions and fused attention (2 FLOPs per multiply-add); element-wise
+    operations (norms, activations, softmax) are not counted, as in the papers' tables.
+
+    Args:
+        model: any classifier taking (B, C, H, W) images (a copy is run; the model is not touched).
+        input_shape: one image's shape (C, H, W), e.g. (1, 28, 28).
+    Returns:
+        FLOPs per image (int).
+    """
+    return _count_flops(model, input_shape, backward=False) // 2
+
+
+def count_train_flops(model: nn.Module, input_shape: "tuple[int, int, int]", images_seen: int) -> int:
+    """Training FLOPs: forward + backward for one image (counted, not the usual 3x guess) × images seen.
+
+    Args:
+        model: the classifier (a copy is run).
+        input_shape: one image's shape (C, H, W).
+        images_seen: images processed in training (epochs × train size, or steps × batch).
+    Returns:
+        Total training FLOPs (int).
+    """
+    if not isinstance(images_seen, int) or images_seen < 0:
+        raise ConfigError(f"images_seen must be a whole number >= 0, got {images_seen!r}.")
+    return _count_flops(model, input_shape, backward=True) // 2 * images_seen
+
+
+def git_commit() -> "str | None":
+    """The repository's current commit hash (with ``+dirty`` if tracked files changed), or None."""
+    try:
+        root = repo_root()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "") if sha else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def epochs_for_images(images: int, train_size: int) -> int:
+    """Whole epochs that show at least ``images`` images from a set of ``train_size`` (>= 1)."""
+    return max(1, math.ceil(images / train_size))
+
+
+def recipe(epochs: int, seed: int, **changes: Any):
+    """The training recipe the data-scale and hybrid reproductions share, for every model alike.
+
+    AdamW at peak lr 2e-3 (batch 128, weight decay 0.05), a linear warm-up over the first 10% of the
+    steps then cosine decay, label smoothing 0.1, random crop + flip: the recipe of the shipped
+    checkpoints. The paper too trains every model of a comparison with the same hyper-parameters.
+
+    Args:
+        epochs: passes over the training set.
+        seed: the run's seed.
+        **changes: fields to change.
+    Returns:
+        A :class:`vitlab.training.TrainConfig`.
+    """
+    from ..training import TrainConfig
+
+    base = dict(epochs=epochs, batch_size=128, lr=2e-3, min_lr=1e-5, warmup_epochs=0.1 * epochs,
+                weight_decay=0.05, label_smoothing=0.1, augment=True, grad_clip=1.0, seed=seed)
+    return TrainConfig(**{**base, **changes})
+
+
+def log_run(index: int, total: int, record: dict, label: str) -> None:
+    """One line per run: ``[3/54] vit n=250 seed=0: test 61.23%  (18 s)``."""
+    print(f"[{index}/{total}] {label}: test {100 * record['test_accuracy']:.2f}%  "
+          f"({record['wall_seconds']:.0f} s)", flush=True)
+
+
+def _check_same_run(results: ResultsFile, done: dict, **wanted: Any) -> None:
+    """Refuse to reuse a stored record whose run differs from the one asked for under the same run_id."""
+    differ = {k: (done.get(k), v) for k, v in wanted.items() if done.get(k) != v}
+    if differ:
+        raise ResultsError(
+            f"{results.path} already holds run {done['run_id']!r}, but made differently (stored vs now: "
+            f"{differ}). It is probably another budget's or an older version's file: pass another path "
+            "(--results PATH), or delete the file to start this experiment afresh.")
+
+
+def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], nn.Module], train_set,
+                   test_set, train_cfg, budget: str, progress: bool = True,
+                   device: "str | torch.device" = "cpu", **extra: Any) -> dict:
+    """Train one classifier and record it, unless ``run_id`` is already in ``results``.
+
+    Args:
+        results: where the record goes (the file is rewritten atomically once the run is done).
+        run_id: a name unique within the experiment, e.g. ``'vit/n=1000/seed=0'``.
+        model_fn: builds a fresh model; called after ``seed_everything(train_cfg.seed)``, so the
+            seed fixes the initial weights.
+        train_set: training images (``vitlab.data.ImageDataset``).
+        test_set: evaluated once, after training.
+        train_cfg: a :class:`vitlab.training.TrainConfig` (its seed is the run's seed).
+        budget: 'quick' or 'full' (stored in the record).
+        progress: show tqdm progress bars.
+        device: where to train ('cpu', 'cuda').
+        **extra: JSON-ready fields stored in the record, e.g. ``arm='vit', size=1000``.
+    Raises:
+        ResultsError: ``results`` already holds ``run_id`` but trained differently (other model, recipe,
+            train size or budget).
+    Returns:
+        The record: run_id, experiment, budget, model ({'kind', 'config'}), params, train_size,
+        test_size, seed, train (TrainConfig fields), images_seen, forward_flops (per image),
+        train_flops, test_accuracy, test_loss, train_loss, wall_seconds, commit, finished_at,
+        torch, device, threads, plus ``extra``.
+    """
+    from ..models import count_parameters
+    from ..training import evaluate, train
+
+    check_budget(budget)
+    seed_everything(train_cfg.seed)
+    model = model_fn()
+    done = results.get(run_id)
+    if done is not None:
+        _check_same_run(results, done, model=config_to_dict(model.cfg), train=dataclasses.asdict(train_cfg),
+                        train_size=len(train_set), budget=budget)
+        return done
+    image_shape = tuple(train_set.images.shape[1:])
+    images_seen = train_cfg.epochs * len(train_set)
+    forward_flops = count_forward_flops(model, image_shape)
+    train_flops = count_train_flops(model, image_shape, images_seen)
+    t0 = time.perf_counter()
+    result = train(model, train_set, train_cfg, test_set=None, out_dir=None, progress=progress, device=device)
+    metrics = evaluate(result.model, test_set)
+    wall = time.perf_counter() - t0
+    record = {
+        "run_id": run_id,
+        "experiment": results.experiment,
+        "budget": budget,
+        "model": config_to_dict(model.cfg),
+        "params": count_parameters(model),
+        "train_size": len(train_set),
+        "test_size": len(test_set),
+        "seed": train_cfg.seed,
+        "train": dataclasses.asdict(train_cfg),
+        "images_seen": images_seen,
+        "forward_flops": forward_flops,
+        "train_flops": train_flops,
+        "test_accuracy": metrics["accuracy"],
+        "test_loss": metrics["loss"],
+        "train_loss": result.final.get("train_loss"),
+        "wall_seconds": round(wall, 2),
+        "commit": git_commit(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        **extra,
+    }
+    results.add(record)
+    return record
+
+
+__all__ = ["BUDGETS", "ResultsError", "UnknownExperimentError", "UnknownBudgetError", "TrainSizeError",
+           "check_budget", "check_train_sizes", "default_results_path", "ResultsFile", "count_forward_flops",
+           "count_train_flops", "git_commit", "epochs_for_images", "recipe", "log_run", "run_classifier", "repo_root"]
