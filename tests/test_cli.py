@@ -52,3 +52,13 @@ def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "vitlab.cli", "info", "--preset", "fmnist-vit"],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["parameters"] == 205_962
+
+
+def test_train_and_eval_refuse_models_that_are_not_classifiers(tmp_path, capsys):
+    import vitlab
+
+    assert main(["train", "--preset", "fmnist-mae-tiny", "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "not an image classifier" in capsys.readouterr().err
+    vitlab.save_checkpoint(vitlab.build_model("fmnist-mae-tiny"), tmp_path / "mae.safetensors")
+    assert main(["eval", str(tmp_path / "mae.safetensors"), "--subset", "10"]) == 2
+    assert "vitlab reproduce mae" in capsys.readouterr().err

@@ -7,15 +7,23 @@ from .config import PRESETS, ResNetConfig, ViTConfig, get_preset
 from .errors import (CheckpointError, ConfigError, DataNotFoundError, InputShapeError,
                      PretrainedUnavailableError, TrainingDivergedError, UnknownPresetError, VitlabError)
 from .models import ResNet, ViT, build_model, count_parameters
+from .models.clip import CLIP, CLIPConfig
+from .models.hybrid import HybridConfig, HybridViT
+from .models.mae import MAE, MAEConfig, vit_from_mae
+from .models.resize import resample_pos_embed, resize_vit
+from .models.swin import Swin, SwinConfig
+from .models.t2t import T2TConfig, T2TViT
 from .models.timm_interop import from_timm, load_pretrained, to_timm
 from .seed import seed_everything
 from .training import TrainConfig, evaluate, predict, train
+from .experiments import EXPERIMENTS, run_experiment
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ViTConfig", "ResNetConfig", "PRESETS", "get_preset", "ViT", "ResNet", "build_model",
-    "count_parameters", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
+    "count_parameters", "HybridConfig", "HybridViT", "T2TConfig", "T2TViT", "SwinConfig", "Swin",
+    "MAEConfig", "MAE", "vit_from_mae", "CLIPConfig", "CLIP", "resample_pos_embed", "resize_vit", "EXPERIMENTS", "run_experiment", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
     "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "train",
     "evaluate", "predict", "record_attention", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
     "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",

@@ -49,6 +49,17 @@ def _preset(text: str) -> str:
     return text
 
 
+def _require_classifier(model, what: str) -> None:
+    """`vitlab train` / `eval` handle image classifiers; MAE and CLIP have their own experiments."""
+    if getattr(getattr(model, "cfg", None), "num_classes", None) is None:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"{what} is a {type(model).__name__}, not an image classifier: `vitlab train` and `vitlab eval` "
+            "train and score classifiers. Pre-train it with its experiment instead, e.g. "
+            "`vitlab reproduce mae` or `vitlab reproduce clip`.")
+
+
 def _dataset(name: str, split: str, subset, seed: int):
     from . import data
 
@@ -68,6 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     test_set = _dataset(args.data, "test", None, args.seed)
     seed_everything(args.seed)
     model = build_model(args.preset)
+    _require_classifier(model, f"Preset {args.preset!r}")
     print(f"{args.preset}: {count_parameters(model):,} parameters; training on {len(train_set):,} "
           f"{args.data} images for {args.epochs} epochs (seed {args.seed}) -> {args.out}")
     result = train(model, train_set, cfg, test_set=test_set, out_dir=args.out,
@@ -82,8 +94,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .training import evaluate
 
     model = load_checkpoint(args.checkpoint)
+    _require_classifier(model, f"The checkpoint {args.checkpoint}")
     dataset = _dataset(args.data, args.split, args.subset, args.seed)
-    metrics = evaluate(model, dataset, batch_size=args.batch_size)
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.quiet)
     print(json.dumps({"checkpoint": str(args.checkpoint), "data": dataset.name, "images": len(dataset),
                       "parameters": count_parameters(model), "accuracy": round(metrics["accuracy"], 4),
                       "loss": round(metrics["loss"], 4)}))
@@ -171,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--subset", type=positive_int, default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=positive_int, default=500)
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="list presets, or describe a preset or checkpoint")

@@ -189,6 +189,39 @@ def _inside() -> Figure:
     return fig
 
 
+@register_picture("07_higher_resolution")
+def _resolution() -> Figure:
+    from .models.resize import resample_pos_embed
+    from .plots.reproductions import plot_resampled_channels
+
+    model = _shipped_vit()
+    table = model.pos_embed.detach()  # (1, 1 + 49, D)
+    grid = model.cfg.grid_size
+    resampled = resample_pos_embed(table, new_grid=(2 * grid, 2 * grid), num_prefix_tokens=1)  # (1, 1 + 196, D)
+    return plot_resampled_channels(table[0, 1:].reshape(grid, grid, -1),
+                                   resampled[0, 1:].reshape(2 * grid, 2 * grid, -1), channels=(0, 1, 2, 3),
+                                   title="The shipped ViT's position embeddings, 7x7 -> 14x14 (bicubic)")
+
+
+@register_picture("09_t2t_vit")
+def _t2t() -> Figure:
+    from .data import fashion_mnist
+    from .plots.family import plot_soft_split_windows
+
+    image = fashion_mnist("test", subset=10).images[9]  # (1, 28, 28): an ankle boot
+    return plot_soft_split_windows(image, kernel=7, stride=2, padding=3,
+                                   title="T2T soft split: 7x7 windows, stride 2, overlap")
+
+
+@register_picture("10_swin")
+def _swin() -> Figure:
+    from .models.swin import shifted_window_regions
+    from .plots.family import plot_shift_regions
+
+    return plot_shift_regions(shifted_window_regions(14, 7, 3), window_size=7,
+                              title="Swin: region ids after the cyclic shift (14x14 grid, window 7, shift 3)")
+
+
 # ------------------------------------------------------------------ the command
 
 def _png_bytes(fig: Figure) -> bytes:

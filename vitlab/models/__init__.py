@@ -45,4 +45,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 __all__ = ["ViT", "ResNet", "build_model", "count_parameters", "register_model"]
 
 # Model families outside the core register their configs, presets and classes when imported.
-from . import hybrid, swin, t2t  # noqa: E402,F401  (after register_model: they call it)
+from . import clip, hybrid, mae, swin, t2t  # noqa: E402,F401  (after register_model: they call it)
