@@ -30,7 +30,7 @@ from ..data import ImageDataset, balanced_order, fashion_mnist, take_subset
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import TrainConfig, evaluate
-from .common import ResultsFile, check_budget, default_results_path, git_commit, recipe, run_classifier
+from .common import ResultsFile, check_budget, check_seeds, default_results_path, git_commit, recipe, run_classifier
 
 EXPERIMENT = "ablations"
 
@@ -173,13 +173,6 @@ def _finished(results: ResultsFile, scale: Scale, seeds: list[int]) -> bool:
                for seed in seeds for pool, pos in ARMS)
 
 
-def _check_seeds(seeds) -> list[int]:
-    seeds = list(seeds)
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
-        raise ConfigError(f"seeds must be a non-empty list of whole numbers >= 0, got {seeds!r}.")
-    return seeds
-
-
 def run(budget: str = "quick", results_path: "str | Path | None" = None, progress: bool = True,
         seeds: "list[int] | None" = None, device: str = "cpu") -> ResultsFile:
     """Run (or resume) the ablations.
@@ -196,7 +189,7 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
         ``'<scale>/best-lr'`` record per scale.
     """
     check_budget(budget)
-    seeds = _check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
+    seeds = check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
     results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
                           EXPERIMENT)
     for name in BUDGET_SCALES[budget]:

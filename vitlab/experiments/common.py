@@ -57,6 +57,14 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def check_seeds(seeds) -> list[int]:
+    """Return ``seeds`` as a list if it is a non-empty list of whole numbers >= 0, else raise ConfigError."""
+    seeds = list(seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of whole numbers >= 0, got {seeds!r}.")
+    return seeds
+
+
 def check_budget(budget: str) -> str:
     """Return ``budget`` if it is one of :data:`BUDGETS`, else raise :class:`UnknownBudgetError`."""
     if budget not in BUDGETS:

@@ -39,8 +39,8 @@ from ..models.resize import resize_vit
 from ..seed import seed_everything
 from ..training import TrainConfig, evaluate, train
 from .ablations import difference_to_reference  # noqa: F401  (re-exported for the notebook)
-from .common import (ResultsFile, check_budget, count_forward_flops, default_results_path, git_commit, recipe,
-                     run_classifier)
+from .common import (ResultsFile, check_budget, check_seeds, count_forward_flops, default_results_path, git_commit,
+                     recipe, run_classifier)
 
 EXPERIMENT = "resolution"
 
@@ -226,13 +226,6 @@ def fine_tune_run(results: ResultsFile, scale: Scale, data: Data, base_model: to
                           base_run_id=run_id_for(scale, "base", "trained", seed))
 
 
-def _check_seeds(seeds) -> list[int]:
-    seeds = list(seeds)
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
-        raise ConfigError(f"seeds must be a non-empty list of whole numbers >= 0, got {seeds!r}.")
-    return seeds
-
-
 def run(budget: str = "quick", results_path: "str | Path | None" = None, progress: bool = True,
         seeds: "list[int] | None" = None, device: str = "cpu") -> ResultsFile:
     """Run (or resume) the higher-resolution experiment.
@@ -249,7 +242,7 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
         entry of :data:`CONDITIONS`.
     """
     check_budget(budget)
-    seeds = _check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
+    seeds = check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
     results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
                           EXPERIMENT)
     for name in BUDGET_SCALES[budget]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..models import swin as _swin  # noqa: F401  (registers the fmnist-swin preset)
-from .common import ResultsFile, check_budget, default_results_path
 from . import t2t as _family
-from .t2t import Scale, check_seeds, run_scale
+from .common import ResultsFile, check_budget, check_seeds, default_results_path
+from .t2t import Scale, run_scale
 
 EXPERIMENT = "swin"
 

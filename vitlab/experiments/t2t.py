@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..models import build_model
 from ..models import t2t as _t2t  # noqa: F401  (registers the fmnist-t2t preset)
 from ..training import TrainConfig
-from .common import ResultsFile, check_budget, default_results_path, epochs_for_images, run_classifier
+from .common import ResultsFile, check_budget, check_seeds, default_results_path, epochs_for_images, run_classifier
 
 EXPERIMENT = "t2t"
 
@@ -65,13 +65,6 @@ def train_config(scale: Scale, size: int, seed: int) -> TrainConfig:
     epochs = epochs_for_images(images, size)
     return TrainConfig(epochs=epochs, batch_size=scale.batch_size, lr=scale.lr,
                        warmup_epochs=max(1.0, scale.warmup_fraction * epochs), seed=seed)
-
-
-def check_seeds(seeds) -> list[int]:
-    seeds = list(seeds)
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
-        raise ConfigError(f"seeds must be a non-empty list of whole numbers >= 0, got {seeds!r}.")
-    return seeds
 
 
 def run_scale(results: ResultsFile, scale: Scale, *, seeds: list[int], budget: str,
