@@ -98,6 +98,31 @@ class FactorizedPosEmbed2d(nn.Module):
         return f"grid_size={self.grid_size}, num_prefix_tokens={self.num_prefix_tokens}"
 
 
+def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 bias: "torch.Tensor | None" = None) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v, by the fused kernel or the explicit path an attention module chose.
+
+    Shared by every attention layer in vitlab (ViT, T2T's token attention, Swin's window attention).
+
+    Args:
+        module: the attention layer; it provides ``fused``, ``scale``, ``attend`` (the softmax module,
+            the recorder's hook point on the explicit path) and ``attn_drop``.
+        q, k, v: (..., N, hd) queries, keys and values, heads in the leading dimensions.
+        bias: optional additive bias broadcastable to (..., N, N) (relative positions, masks).
+    Returns:
+        (..., N, hd) the attended values.
+    """
+    if module.fused:
+        p = module.attn_drop.p if module.training else 0.0
+        mask = None if bias is None else bias.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    attn = (q * module.scale) @ k.transpose(-2, -1)  # (..., N, N)
+    if bias is not None:
+        attn = attn + bias
+    attn = module.attend(attn)  # rows sum to 1 -- the recorder's hook point
+    return module.attn_drop(attn) @ v
+
+
 class Attention(nn.Module):
     """Multi-head self-attention.
 
@@ -124,14 +149,7 @@ class Attention(nn.Module):
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
-        if self.fused:
-            p = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, N, hd)
-        else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, N, N)
-            attn = self.attend(attn)  # rows sum to 1 -- the recorder's hook point
-            attn = self.attn_drop(attn)
-            x = attn @ v  # (B, H, N, hd)
+        x = attend_heads(self, q, k, v)  # (B, H, N, hd)
         x = x.transpose(1, 2).reshape(B, N, D)  # heads side by side again
         return self.proj_drop(self.proj(x))
 

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import register_config, register_preset
 from ..errors import ConfigError, InputShapeError
-from ..layers import MLP, DropPath, init_vit_weights
+from ..layers import MLP, DropPath, attend_heads, init_vit_weights
 
 # Added to the scores of token pairs that must not attend to each other. The Swin paper's code (and
 # timm) add -100, but exp(-100) ~ 4e-44 is a *subnormal* float32, and CPU matrix multiplies slow down
@@ -214,12 +213,7 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias()  # (H, N, N), the same in every window
         if mask is not None:
             bias = bias + mask[:, None]  # (nW, H, N, N): broadcast over the images of the batch
-        if self.fused:
-            p = self.attn_drop.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
-        else:
-            attn = self.attend((q * self.scale) @ k.transpose(-2, -1) + bias)  # (B, nW, H, N, N)
-            out = self.attn_drop(attn) @ v  # (B, nW, H, N, hd)
+        out = attend_heads(self, q, k, v, bias)  # (B, nW, H, N, hd)
         out = out.transpose(2, 3).reshape(BW, N, C)  # heads side by side again
         return self.proj_drop(self.proj(out))
 

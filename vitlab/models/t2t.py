@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import POOLS, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
-from ..layers import MLP, Block, init_vit_weights, sincos_2d_pos_embed
+from ..layers import MLP, Block, attend_heads, init_vit_weights, sincos_2d_pos_embed
 
 T2T_POS_EMBEDS = ("learned", "sincos2d", "none")
 
@@ -205,12 +205,7 @@ class TokenAttention(nn.Module):
         B, L, _ = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, h, L, hd)
-        if self.fused:
-            p = self.attn_drop.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, h, L, hd)
-        else:
-            attn = self.attend((q * self.scale) @ k.transpose(-2, -1))  # (B, h, L, L)
-            out = self.attn_drop(attn) @ v  # (B, h, L, hd)
+        out = attend_heads(self, q, k, v)  # (B, h, L, hd)
         out = out.transpose(1, 2).reshape(B, L, -1)  # (B, L, dim)
         v = v.transpose(1, 2).reshape(B, L, -1)  # (B, L, dim): the residual path
         return v + self.proj_drop(self.proj(out))
