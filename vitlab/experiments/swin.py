@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..models import swin as _swin  # noqa: F401  (registers the fmnist-swin preset)
 from . import t2t as _family
-from .common import ResultsFile, check_budget, check_seeds, default_results_path
-from .t2t import Scale, run_scale
+from .common import ResultsFile
+from .t2t import Scale
 
 EXPERIMENT = "swin"
 
@@ -30,8 +30,8 @@ SCALES = {
     "check": Scale("check", train_sizes=(1000,), images_per_run=(4000,), test_size=1000, lr=2e-3),
     "main": Scale("main", train_sizes=(10_000,), images_per_run=(100_000,), test_size=None),
 }
-BUDGET_SCALES = {"quick": ("check",), "full": ("check", "main")}
-BUDGET_SEEDS = {"quick": (0,), "full": (0, 1, 2)}
+BUDGET_SCALES = _family.BUDGET_SCALES  # the same budgets as the T2T experiment
+BUDGET_SEEDS = _family.BUDGET_SEEDS
 
 
 def run(budget: str = "quick", results_path: "str | Path | None" = None, progress: bool = True,
@@ -48,13 +48,8 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
     Returns:
         The :class:`~vitlab.experiments.common.ResultsFile`.
     """
-    check_budget(budget)
-    seeds = check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
-    results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
-                          EXPERIMENT)
-    for name in BUDGET_SCALES[budget]:
-        run_scale(results, SCALES[name], seeds=seeds, budget=budget, arms=ARMS, progress=progress, device=device)
-    return results
+    return _family.run_scales(EXPERIMENT, SCALES, ARMS, budget=budget, results_path=results_path,
+                              progress=progress, seeds=seeds, device=device)
 
 
 # ---- records -> numbers for plotting -----------------------------------------------------------------

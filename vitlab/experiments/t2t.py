@@ -113,12 +113,29 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
     Returns:
         The :class:`~vitlab.experiments.common.ResultsFile`.
     """
+    return run_scales(EXPERIMENT, SCALES, ARMS, budget=budget, results_path=results_path, progress=progress,
+                      seeds=seeds, device=device)
+
+
+def run_scales(experiment: str, scales: "Mapping[str, Scale]", arms: "Mapping[str, str]", *, budget: str,
+               results_path: "str | Path | None", progress: bool, seeds: "list[int] | None",
+               device: str) -> ResultsFile:
+    """Run (or resume) the budget's scales of an arms-against-each-other experiment (T2T-ViT, Swin).
+
+    Args:
+        experiment: the experiment's name (its results file says so).
+        scales: scale name -> :class:`Scale`; ``BUDGET_SCALES[budget]`` names the ones run.
+        arms: label -> preset.
+        budget, results_path, progress, seeds, device: as in :func:`run`.
+    Returns:
+        The :class:`~vitlab.experiments.common.ResultsFile`.
+    """
     check_budget(budget)
     seeds = check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
-    results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
-                          EXPERIMENT)
+    results = ResultsFile(results_path if results_path is not None else default_results_path(experiment, budget),
+                          experiment)
     for name in BUDGET_SCALES[budget]:
-        run_scale(results, SCALES[name], seeds=seeds, budget=budget, progress=progress, device=device)
+        run_scale(results, scales[name], seeds=seeds, budget=budget, arms=arms, progress=progress, device=device)
     return results
 
 
@@ -157,4 +174,4 @@ def summary(results: ResultsFile, scale: str = "main", arms: "Mapping[str, str]"
 
 
 __all__ = ["EXPERIMENT", "ARMS", "Scale", "SCALES", "BUDGET_SCALES", "BUDGET_SEEDS", "run_id_for", "train_config",
-           "check_seeds", "run_scale", "run", "accuracy_table", "summary"]
+           "run_scale", "run_scales", "run", "accuracy_table", "summary"]
