@@ -443,3 +443,20 @@ def test_gallery_registers_pictures_only_for_known_lessons_and_skips_missing_not
     lines = []
     outcome = gallery.make_pictures(tmp_path / "images", notebooks_dir=tmp_path, only=["01"], log=lines.append)
     assert outcome == {"01_patches_to_tokens": "no notebook"} and "does not exist yet" in lines[0]
+
+
+def test_gallery_pictures_of_full_results_wait_for_their_data(tmp_path, monkeypatch):
+    """Lessons whose picture shows a full-budget result are skipped, with the command that makes it,
+    while that result is not in the repository (no picture of a quick run passed off as the result)."""
+    from vitlab import gallery
+    from vitlab.experiments import common
+
+    monkeypatch.setattr(common, "default_results_path", lambda name, budget: tmp_path / "results" / f"{name}.json")
+    lines = []
+    outcome = gallery.make_pictures(tmp_path / "images", only=["04", "05", "08", "11", "12"], log=lines.append)
+    assert outcome == {stem: "waiting for data" for stem in
+                       ("04_data_scale", "05_hybrid", "08_ablations", "11_mae", "12_clip")}
+    assert not list((tmp_path / "images").glob("*.png"))
+    joined = "\n".join(lines)
+    for name in ("data-scale", "hybrid", "ablations", "mae", "clip"):
+        assert f"vitlab reproduce {name} --budget full" in joined

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-__all__ = ["Lesson", "LESSONS", "PICTURES", "register_picture", "make_pictures", "lesson_table",
-           "update_readme", "main"]
+__all__ = ["Lesson", "LESSONS", "PICTURES", "PictureUnavailable", "register_picture", "make_pictures",
+           "lesson_table", "update_readme", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository (vitlab is installed editable)
 MAX_PICTURE_BYTES = 150_000  # README pictures stay small: the repository is cloned by every student
@@ -68,6 +68,11 @@ LESSONS: tuple[Lesson, ...] = (
 )
 
 PICTURES: dict[str, Callable[[], Figure]] = {}  # lesson notebook stem -> function returning its picture
+
+
+class PictureUnavailable(Exception):
+    """Raised by a picture function whose data is not in the repository yet (e.g. a full result still
+    to be run); :func:`make_pictures` reports the reason and skips that lesson."""
 
 
 def register_picture(notebook: str) -> Callable[[Callable[[], Figure]], Callable[[], Figure]]:
@@ -222,6 +227,82 @@ def _swin() -> Figure:
                               title="Swin: region ids after the cyclic shift (14x14 grid, window 7, shift 3)")
 
 
+def _full_results(experiment: str):
+    """The committed full-budget results of ``experiment``, or PictureUnavailable naming the command."""
+    from .experiments.common import ResultsFile, default_results_path
+
+    path = default_results_path(experiment, "full")
+    if not path.is_file():
+        raise PictureUnavailable(f"data/results/{path.name} is not committed yet "
+                                 f"(make it with `vitlab reproduce {experiment} --budget full`)")
+    return ResultsFile(path, experiment)
+
+
+@register_picture("04_data_scale")
+def _data_scale() -> Figure:
+    from .experiments import data_scale
+    from .plots import plot_data_scale
+
+    summary = data_scale.summarize(_full_results("data-scale").records)
+    return plot_data_scale(summary, data_scale.gap_landmarks(summary, ahead="cnn", behind="vit"),
+                           labels=data_scale.ARM_LABELS, title="Fashion-MNIST from scratch: accuracy against "
+                                                                "training-set size")
+
+
+@register_picture("05_hybrid")
+def _hybrid() -> Figure:
+    from .experiments import hybrid
+    from .plots import plot_accuracy_vs_compute
+
+    points = hybrid.summarize(_full_results("hybrid").records)
+    frontier = [p for family in hybrid.FAMILIES for p in hybrid.compute_frontier(points, family)]
+    return plot_accuracy_vs_compute(frontier, title="Fashion-MNIST from scratch: accuracy against training FLOPs")
+
+
+@register_picture("08_ablations")
+def _ablations() -> Figure:
+    from .experiments.ablations import arm_accuracies, scales_in
+    from .plots.reproductions import plot_ablation
+
+    results = _full_results("ablations")
+    scale = scales_in(results)[-1]  # the largest training set of the run
+    arms = arm_accuracies(results, scale)
+    return plot_ablation({f"{scale}, {len(next(iter(arms.values())))} seeds": arms},
+                         title="Position embedding and classifier head (full budget)")
+
+
+@register_picture("11_mae")
+def _mae() -> Figure:
+    import torch
+
+    from .data import fashion_mnist, preprocess
+    from .errors import CheckpointError
+    from .experiments import mae as mae_experiment
+    from .experiments.common import default_results_path
+    from .plots.mae import plot_reconstructions
+
+    try:
+        model = mae_experiment.pretrained_mae(default_results_path("mae", "full"))
+    except CheckpointError as error:
+        raise PictureUnavailable("the full-budget MAE is not committed yet (make it with `vitlab reproduce mae "
+                                 f"--budget full`): {error}") from error
+    images = preprocess(fashion_mnist("test", subset=10).images[[0, 1, 9]])  # (3, 1, 28, 28)
+    ratios = (0.5, 0.75)
+    fig = plot_reconstructions(images, {r: model.reconstruct(images, r, torch.Generator().manual_seed(1))
+                                        for r in ratios})
+    fig.suptitle("MAE on Fashion-MNIST test images: hidden patches filled in", fontsize=9)
+    return fig
+
+
+@register_picture("12_clip")
+def _clip() -> Figure:
+    from .experiments import clip as clip_experiment
+    from .plots.clip import plot_zero_shot
+
+    table = clip_experiment.zero_shot_table(_full_results("clip").records)
+    return plot_zero_shot(table, title="Toy CLIP: zero-shot accuracy on Fashion-MNIST by prompting (dots: seeds)")
+
+
 # ------------------------------------------------------------------ the command
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -240,7 +321,8 @@ def make_pictures(out_dir: "str | Path", notebooks_dir: "str | Path | None" = No
         only: lesson stems or their number prefixes (``"01"``) to make; default all.
         log: called with one progress line per lesson.
     Returns:
-        lesson stem -> what happened: ``"written"``, ``"no notebook"`` or ``"no picture function"``.
+        lesson stem -> what happened: ``"written"``, ``"no notebook"``, ``"no picture function"`` or
+        ``"waiting for data"`` (its function raised :class:`PictureUnavailable`).
     Raises:
         ValueError: a picture is larger than ``MAX_PICTURE_BYTES`` (make its figure smaller).
     """
@@ -261,7 +343,13 @@ def make_pictures(out_dir: "str | Path", notebooks_dir: "str | Path | None" = No
             log(f"{prefix} skipped, no picture function (register one with @vitlab.gallery.register_picture)")
             continue
         start = time.perf_counter()
-        data = _png_bytes(PICTURES[lesson.notebook]())
+        try:
+            figure = PICTURES[lesson.notebook]()
+        except PictureUnavailable as reason:
+            outcome[lesson.notebook] = "waiting for data"
+            log(f"{prefix} skipped, {reason}")
+            continue
+        data = _png_bytes(figure)
         if len(data) > MAX_PICTURE_BYTES:
             raise ValueError(f"The picture of {lesson.notebook} is {len(data) / 1000:.0f} kB, over the "
                              f"{MAX_PICTURE_BYTES / 1000:.0f} kB limit: make its figure smaller.")
