@@ -281,6 +281,9 @@ def _mae() -> Figure:
     from .experiments.common import default_results_path
     from .plots.mae import plot_reconstructions
 
+    if _full_results("mae").get("pretrain") is None:  # the weights of an unfinished pre-training are partial
+        raise PictureUnavailable("the full-budget MAE pre-training has not finished (resume it with "
+                                 "`vitlab reproduce mae --budget full`)")
     try:
         model = mae_experiment.pretrained_mae(default_results_path("mae", "full"))
     except CheckpointError as error:
