@@ -218,3 +218,23 @@ def test_average_pooling_uses_the_full_path():
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("mlp_ratio", 0.0, "ViTConfig.mlp_ratio must be positive"),
+    ("drop_path_rate", 1.0, r"ViTConfig.drop_path_rate must be in \[0, 1\)"),
+    ("depth", True, "ViTConfig.depth must be a positive int"),
+])
+def test_config_checks_name_the_class_and_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ViTConfig(**{**SMALL, field: value})
+
+
+def test_every_family_config_uses_the_shared_checks():
+    from vitlab.models.swin import SwinConfig
+    from vitlab.models.t2t import T2TConfig
+
+    with pytest.raises(ConfigError, match="T2TConfig.token_mlp_ratio must be positive"):
+        T2TConfig(token_mlp_ratio=0.0)
+    with pytest.raises(ConfigError, match="SwinConfig.attn_drop_rate must be in"):
+        SwinConfig(attn_drop_rate=-0.1)

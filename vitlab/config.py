@@ -13,6 +13,25 @@ from .errors import ConfigError, UnknownPresetError
 
 POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
 POOLS = ("cls", "gap")
+DROP_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+
+
+def check_positive_ints(config: Any, names: "tuple[str, ...]") -> None:
+    """Raise ConfigError unless every field ``names`` of ``config`` is an int >= 1 (a bool is not)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}.")
+
+
+def check_rates(config: Any, ratios: "tuple[str, ...]" = ("mlp_ratio",), rates: "tuple[str, ...]" = DROP_RATES) -> None:
+    """Raise ConfigError unless the fields ``ratios`` are > 0 and the fields ``rates`` lie in [0, 1)."""
+    for name in ratios:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{type(config).__name__}.{name} must be positive, got {getattr(config, name)}.")
+    for name in rates:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ConfigError(f"{type(config).__name__}.{name} must be in [0, 1), got {getattr(config, name)}.")
 
 
 @dataclass(frozen=True)
@@ -36,11 +55,7 @@ class ViTConfig:
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this value in the last block
 
     def __post_init__(self) -> None:
-        ints = ("img_size", "patch_size", "in_chans", "dim", "depth", "heads")
-        for name in ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"ViTConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("img_size", "patch_size", "in_chans", "dim", "depth", "heads"))
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ConfigError(f"ViTConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         if self.patch_size > self.img_size:
@@ -65,11 +80,7 @@ class ViTConfig:
             raise ConfigError(f"pool={self.pool!r} is unknown; use one of {POOLS}.")
         if self.pos_embed == "sincos2d" and self.dim % 4:
             raise ConfigError(f"pos_embed='sincos2d' needs dim divisible by 4, got dim={self.dim}.")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}.")
-        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        check_rates(self)
 
     @property
     def grid_size(self) -> int:
@@ -107,10 +118,7 @@ class ResNetConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(self.blocks))
-        for name in ("img_size", "in_chans", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ResNetConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("img_size", "in_chans", "width"))
         if not self.blocks or any((not isinstance(b, int)) or b < 1 for b in self.blocks):
             raise ConfigError(f"ResNetConfig.blocks must be positive ints, got {self.blocks!r}.")
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ViTConfig, register_config, register_preset
+from ..config import ViTConfig, check_positive_ints, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import Attention, Block, init_vit_weights
 from ..text import BOS, EOS, PAD, default_tokenizer, fill_template, WordTokenizer
@@ -57,10 +57,7 @@ class CLIPConfig:
 
     def __post_init__(self) -> None:
         self.image_config()  # validates the image fields
-        for name in ("vocab_size", "context_length", "text_dim", "text_depth", "text_heads", "embed_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"CLIPConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("vocab_size", "context_length", "text_dim", "text_depth", "text_heads", "embed_dim"))
         if self.vocab_size <= 4:
             raise ConfigError(f"vocab_size={self.vocab_size} leaves no room for words after the 4 special tokens.")
         if self.context_length < 3:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..config import ViTConfig, register_config, register_preset
+from ..config import ViTConfig, check_positive_ints, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import Block, init_vit_weights, sincos_2d_pos_embed
 from ..patches import patchify, unpatchify
@@ -52,10 +52,7 @@ class MAEConfig:
 
     def __post_init__(self) -> None:
         self.encoder_config()  # validates the encoder fields (sizes, divisibility)
-        for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"MAEConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("decoder_dim", "decoder_depth", "decoder_heads"))
         if self.decoder_dim % self.decoder_heads:
             raise ConfigError(f"decoder_dim={self.decoder_dim} is not divisible by decoder_heads="
                               f"{self.decoder_heads}; choose heads among its divisors.")

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import register_config, register_preset
+from ..config import check_positive_ints, check_rates, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, DropPath, attend_heads, init_vit_weights
 
@@ -306,10 +306,7 @@ class SwinConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(self.depths))  # JSON gives lists back
         object.__setattr__(self, "heads", tuple(self.heads))
-        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "window_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"SwinConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("img_size", "patch_size", "in_chans", "embed_dim", "window_size"))
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ConfigError(f"SwinConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         if not self.depths or len(self.heads) != len(self.depths):
@@ -334,11 +331,7 @@ class SwinConfig:
             dim = self.embed_dim * 2**stage
             if dim % self.heads[stage]:
                 raise ConfigError(f"stage {stage} has width {dim}, not divisible by heads={self.heads[stage]}.")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}.")
-        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        check_rates(self)
 
     @property
     def grid_sizes(self) -> tuple:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import POOLS, register_config, register_preset
+from ..config import POOLS, check_positive_ints, check_rates, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, Block, attend_heads, init_vit_weights, sincos_2d_pos_embed
 
@@ -88,10 +88,7 @@ class T2TConfig:
     def __post_init__(self) -> None:
         for name in ("t2t_kernels", "t2t_strides", "t2t_paddings"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists back
-        for name in ("img_size", "in_chans", "token_dim", "token_heads", "dim", "depth", "heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"T2TConfig.{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("img_size", "in_chans", "token_dim", "token_heads", "dim", "depth", "heads"))
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ConfigError(f"T2TConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         steps = len(self.t2t_kernels)
@@ -114,11 +111,7 @@ class T2TConfig:
             raise ConfigError(f"pos_embed='sincos2d' needs dim divisible by 4, got dim={self.dim}.")
         if self.pool not in POOLS:
             raise ConfigError(f"pool={self.pool!r} is unknown; use one of {POOLS}.")
-        if self.mlp_ratio <= 0 or self.token_mlp_ratio <= 0:
-            raise ConfigError("mlp_ratio and token_mlp_ratio must be positive.")
-        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        check_rates(self, ratios=("mlp_ratio", "token_mlp_ratio"))
 
     @property
     def grid_sizes(self) -> tuple:
