@@ -21,7 +21,7 @@ from vitlab.experiments import clip as clip_experiment  # noqa: E402
 from vitlab.experiments.common import repo_root  # noqa: E402
 from vitlab.layers import Attention  # noqa: E402
 from vitlab.models.clip import (CLIP, CLIPConfig, TextEncoder, class_text_embeddings, clip_logits, clip_loss,  # noqa: E402
-                                padded_attention, retrieve, zero_shot_logits)
+                                retrieve, zero_shot_logits)
 from vitlab.plots.clip import plot_retrieval, plot_similarity_matrix, plot_zero_shot  # noqa: E402
 from vitlab.text import FASHION_MNIST_CAPTION_NAMES, TRAIN_TEMPLATES, default_tokenizer, fill_template  # noqa: E402
 
@@ -92,11 +92,22 @@ def test_retrieve_hand_case_and_bad_k():
 
 # ---- the text encoder --------------------------------------------------------------------------------
 
-def test_padded_attention_without_padding_is_vitlabs_attention():
+def test_key_padding_mask_without_padding_is_plain_attention():
     torch.manual_seed(0)
     attn = Attention(dim=8, heads=2).eval()
     x = torch.randn(3, 5, 8)
-    torch.testing.assert_close(padded_attention(attn, x, torch.zeros(3, 5, dtype=torch.bool)), attn(x))
+    torch.testing.assert_close(attn(x, key_padding=torch.zeros(3, 5, dtype=torch.bool)), attn(x))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_padding_keys_are_ignored_as_if_the_sequence_were_shorter(fused):
+    """With the last two tokens marked as padding, the real tokens' outputs are those of attention
+    over the three real tokens alone, on the fused and on the explicit path."""
+    torch.manual_seed(0)
+    attn = Attention(dim=8, heads=2, fused=fused).eval()
+    x = torch.randn(2, 5, 8)
+    padding = torch.tensor([[False, False, False, True, True]] * 2)
+    torch.testing.assert_close(attn(x, key_padding=padding)[:, :3], attn(x[:, :3]), rtol=0, atol=1e-6)
 
 
 def test_padding_does_not_change_a_captions_embedding():

@@ -99,26 +99,33 @@ class FactorizedPosEmbed2d(nn.Module):
 
 
 def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 bias: "torch.Tensor | None" = None) -> torch.Tensor:
+                 bias: "torch.Tensor | None" = None, allowed: "torch.Tensor | None" = None) -> torch.Tensor:
     """softmax(q k^T * scale + bias) v, by the fused kernel or the explicit path an attention module chose.
 
-    Shared by every attention layer in vitlab (ViT, T2T's token attention, Swin's window attention).
+    Shared by every attention layer in vitlab (ViT, T2T's token attention, Swin's window attention,
+    CLIP's text encoder).
 
     Args:
         module: the attention layer; it provides ``fused``, ``scale``, ``attend`` (the softmax module,
             the recorder's hook point on the explicit path) and ``attn_drop``.
-        q, k, v: (..., N, hd) queries, keys and values, heads in the leading dimensions.
-        bias: optional additive bias broadcastable to (..., N, N) (relative positions, masks).
+        q, k, v: (..., Nq, hd) queries and (..., N, hd) keys and values, heads in the leading dimensions.
+        bias: optional additive bias broadcastable to (..., Nq, N) (relative positions, masks).
+        allowed: optional bool mask broadcastable to (..., Nq, N), True where a query may attend to a
+            key (e.g. not to padding); every query must be allowed at least one key.
     Returns:
-        (..., N, hd) the attended values.
+        (..., Nq, hd) the attended values.
     """
     if module.fused:
         p = module.attn_drop.p if module.training else 0.0
         mask = None if bias is None else bias.to(q.dtype)
+        if allowed is not None:
+            mask = allowed if mask is None else mask.masked_fill(~allowed, float("-inf"))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-    attn = (q * module.scale) @ k.transpose(-2, -1)  # (..., N, N)
+    attn = (q * module.scale) @ k.transpose(-2, -1)  # (..., Nq, N)
     if bias is not None:
         attn = attn + bias
+    if allowed is not None:
+        attn = attn.masked_fill(~allowed, float("-inf"))
     attn = module.attend(attn)  # rows sum to 1 -- the recorder's hook point
     return module.attn_drop(attn) @ v
 
@@ -145,10 +152,13 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, queries: "int | None" = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, queries: "int | None" = None,
+                key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D); with ``queries=Q`` only the first Q tokens ask (they still attend
-        to all N tokens) and the output is (B, Q, D), equal to the first Q rows of the full output."""
+        to all N tokens) and the output is (B, Q, D), equal to the first Q rows of the full output.
+        ``key_padding``: optional (B, N) bool, True at padding tokens, which no query attends to."""
         B, N, D = x.shape
+        allowed = None if key_padding is None else ~key_padding[:, None, None, :]  # (B, 1, 1, N)
         if queries is None:
             qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
@@ -159,7 +169,7 @@ class Attention(nn.Module):
             kv = F.linear(x, weight[D:], None if bias is None else bias[D:])  # (B, N, 2D)
             k, v = kv.reshape(B, N, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             N = queries
-        x = attend_heads(self, q, k, v)  # (B, H, N, hd)
+        x = attend_heads(self, q, k, v, allowed=allowed)  # (B, H, N, hd)
         x = x.transpose(1, 2).reshape(B, N, D)  # heads side by side again
         return self.proj_drop(self.proj(x))
 
@@ -210,13 +220,13 @@ class Block(nn.Module):
         self.mlp = MLP(dim=dim, hidden=int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, queries: "int | None" = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, queries: "int | None" = None,
+                key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D); with ``queries=Q``, (B, Q, D): the first Q tokens' outputs only
-        (every token is still a key and a value). The ViT's last block uses it for the CLS token."""
-        if queries is None:
-            x = x + self.drop_path(self.attn(self.norm1(x)))  # (B, N, D)
-        else:
-            x = x[:, :queries] + self.drop_path(self.attn(self.norm1(x), queries=queries))  # (B, Q, D)
+        (every token is still a key and a value). The ViT's last block uses it for the CLS token.
+        ``key_padding``: optional (B, N) bool, True at padding tokens (CLIP's captions), never attended to."""
+        attended = self.attn(self.norm1(x), queries=queries, key_padding=key_padding)
+        x = (x if queries is None else x[:, :queries]) + self.drop_path(attended)  # (B, N or Q, D)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

@@ -160,29 +160,6 @@ def retrieve(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5) -> tuple[
 
 # ---- the text encoder -------------------------------------------------------------------------------
 
-def padded_attention(attn: Attention, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-    """vitlab's :class:`~vitlab.layers.Attention` (same weights), with padding tokens hidden as keys.
-
-    Images have no padding, so the ViT's attention takes no mask; captions do. A query may attend to
-    every real token and to no ``[PAD]`` token; padding queries still get an output (it is ignored).
-
-    Args:
-        attn: an Attention module (its qkv and proj weights are used).
-        x: (B, L, D) tokens.
-        padding: (B, L) bool, True at padding positions.
-    Returns:
-        (B, L, D).
-    """
-    B, L, D = x.shape
-    qkv = attn.qkv(x).reshape(B, L, 3, attn.heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)  # each (B, H, L, hd)
-    allowed = ~padding[:, None, None, :]  # (B, 1, 1, L): True = this key may be attended to
-    p = attn.attn_drop.p if attn.training else 0.0
-    x = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, L, hd)
-    x = x.transpose(1, 2).reshape(B, L, D)
-    return attn.proj_drop(attn.proj(x))
-
-
 class TextEncoder(nn.Module):
     """A small Transformer over word ids; a caption's embedding is its output at ``[EOS]``.
 
@@ -226,8 +203,7 @@ class TextEncoder(nn.Module):
         padding = ids == self.pad_id  # (B, L)
         x = self.token_embed(ids) + self.pos_embed  # (B, L, D)
         for block in self.blocks:
-            x = x + block.drop_path(padded_attention(block.attn, block.norm1(x), padding))
-            x = x + block.drop_path(block.mlp(block.norm2(x)))  # (B, L, D)
+            x = block(x, key_padding=padding)  # (B, L, D); no token attends to [PAD]
         x = self.norm(x)
         eos = (ids == self.eos_id).long().argmax(dim=1)  # (B,) position of [EOS]
         return x[torch.arange(x.shape[0], device=x.device), eos]  # (B, D)
