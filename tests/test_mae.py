@@ -296,7 +296,9 @@ def test_plots_return_figures():
     model = tiny_mae()
     x = torch.randn(3, 1, 8, 8)
     recs = {r: model.reconstruct(x, r, torch.Generator().manual_seed(0)) for r in (0.25, 0.75)}
-    assert isinstance(plot_reconstructions(x, recs), Figure)
+    fig = plot_reconstructions(x, recs)
+    assert isinstance(fig, Figure) and "hidden patches" in fig._suptitle.get_text()
+    assert plot_reconstructions(x, recs, title="")._suptitle is None
     table = {"scratch": {100: [0.3, 0.35], 1000: [0.6]}, "finetune-mae": {100: [0.5], 1000: [0.7, 0.72]}}
     assert isinstance(plot_label_efficiency(table), Figure)
     assert isinstance(plot_loss_curves({"MAE": [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]}), Figure)

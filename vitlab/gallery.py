@@ -291,10 +291,9 @@ def _mae() -> Figure:
                                  f"--budget full`): {error}") from error
     images = preprocess(fashion_mnist("test", subset=10).images[[0, 1, 9]])  # (3, 1, 28, 28)
     ratios = (0.5, 0.75)
-    fig = plot_reconstructions(images, {r: model.reconstruct(images, r, torch.Generator().manual_seed(1))
-                                        for r in ratios})
-    fig.suptitle("MAE on Fashion-MNIST test images: hidden patches filled in", fontsize=9)
-    return fig
+    return plot_reconstructions(images, {r: model.reconstruct(images, r, torch.Generator().manual_seed(1))
+                                         for r in ratios},
+                                title="MAE on Fashion-MNIST test images: hidden patches (blue) filled in")
 
 
 @register_picture("12_clip")

@@ -34,7 +34,8 @@ def _grey(image: torch.Tensor) -> np.ndarray:
 
 
 def plot_reconstructions(images: torch.Tensor, reconstructions: Mapping[float, Mapping[str, torch.Tensor]],
-                         value_range: "tuple[float, float]" = (-1.0, 1.0)) -> Figure:
+                         value_range: "tuple[float, float]" = (-1.0, 1.0),
+                         title: str = "MAE reconstructions: hidden patches (blue) filled in by the decoder") -> Figure:
     """One row per image: the original, then for each mask ratio what the encoder saw and the
     reconstruction (visible patches true, masked patches predicted).
 
@@ -42,6 +43,7 @@ def plot_reconstructions(images: torch.Tensor, reconstructions: Mapping[float, M
         images: (B, 1, H, W) preprocessed images.
         reconstructions: {mask_ratio: MAE.reconstruct(images, mask_ratio)} (``masked``, ``pasted`` used).
         value_range: pixel values mapped to black and white.
+        title: the figure's title ("" for none).
     """
     if not reconstructions:
         raise InputShapeError("plot_reconstructions needs at least one mask ratio's reconstruction.")
@@ -58,12 +60,14 @@ def plot_reconstructions(images: torch.Tensor, reconstructions: Mapping[float, M
         for r in ratios:
             panels += [(f"{r:.0%} masked", reconstructions[r]["masked"][b]),
                        (f"{r:.0%}: rebuilt", reconstructions[r]["pasted"][b])]
-        for ax, (title, image) in zip(axes[b], panels):
+        for ax, (label, image) in zip(axes[b], panels):
             ax.imshow(np.ma.masked_invalid(_grey(image)), cmap=cmap, vmin=value_range[0], vmax=value_range[1])
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
-                ax.set_title(title, fontsize=7)
+                ax.set_title(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
 
 
