@@ -460,3 +460,14 @@ def test_gallery_pictures_of_full_results_wait_for_their_data(tmp_path, monkeypa
     joined = "\n".join(lines)
     for name in ("data-scale", "hybrid", "ablations", "mae", "clip"):
         assert f"vitlab reproduce {name} --budget full" in joined
+
+
+def test_gallery_does_not_draw_a_partial_full_result(tmp_path, monkeypatch):
+    from vitlab import gallery
+    from vitlab.experiments import common
+
+    monkeypatch.setattr(common, "default_results_path", lambda name, budget: tmp_path / f"{name}.json")
+    common.ResultsFile(tmp_path / "clip.json", "clip").add({"run_id": "clip/seed=0"})  # one run, unfinished
+    lines = []
+    outcome = gallery.make_pictures(tmp_path / "images", only=["12"], log=lines.append)
+    assert outcome == {"12_clip": "waiting for data"} and "is partial (1 runs so far" in lines[0]

@@ -261,3 +261,17 @@ def test_run_experiment_rejects_an_option_the_experiment_does_not_take(tmp_path,
     with pytest.raises(UnknownBudgetError):
         run_experiment("fake", budget="slow")
     assert fake_experiment == []
+
+
+def test_a_whole_full_budget_marks_its_file_finished_and_a_partial_one_does_not(tmp_path, fake_experiment):
+    path = tmp_path / "f.json"
+    subset = run_experiment("fake", budget="full", results_path=path, progress=False, seeds=[4])
+    assert subset.finished is None and ResultsFile(path, "fake").finished is None  # only some seeds
+    quick = run_experiment("fake", budget="quick", results_path=tmp_path / "q.json", progress=False)
+    assert quick.finished is None
+    whole = run_experiment("fake", budget="full", results_path=path, progress=False)
+    assert whole.finished["budget"] == "full" and whole.finished["runs"] == 2
+    reread = ResultsFile(path, "fake")
+    assert reread.finished == whole.finished and len(reread) == 2
+    reread.add({"run_id": "one more"})  # the file no longer holds only what the finished budget made
+    assert reread.finished is None and ResultsFile(path, "fake").finished is None

@@ -235,7 +235,11 @@ def _full_results(experiment: str):
     if not path.is_file():
         raise PictureUnavailable(f"data/results/{path.name} is not committed yet "
                                  f"(make it with `vitlab reproduce {experiment} --budget full`)")
-    return ResultsFile(path, experiment)
+    results = ResultsFile(path, experiment)
+    if results.finished is None:  # an interrupted or still running budget: not the result
+        raise PictureUnavailable(f"data/results/{path.name} is partial ({len(results)} runs so far; finish it "
+                                 f"with `vitlab reproduce {experiment} --budget full`)")
+    return results
 
 
 @register_picture("04_data_scale")
@@ -302,7 +306,7 @@ def _clip() -> Figure:
     from .plots.clip import plot_zero_shot
 
     table = clip_experiment.zero_shot_table(_full_results("clip").records)
-    return plot_zero_shot(table, title="Toy CLIP: zero-shot accuracy on Fashion-MNIST by prompting (dots: seeds)")
+    return plot_zero_shot(table, title="Toy CLIP, Fashion-MNIST: zero-shot accuracy by prompt")
 
 
 # ------------------------------------------------------------------ the command

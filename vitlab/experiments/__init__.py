@@ -78,7 +78,9 @@ def run_experiment(name: str, budget: str = "quick", results_path: "str | Path |
             an option the experiment does not take raises a :class:`vitlab.errors.ConfigError`
             naming the options it does take.
     Returns:
-        The experiment's :class:`ResultsFile`.
+        The experiment's :class:`ResultsFile`. A full budget that ran to its end with the planned
+        seeds is marked finished (``ResultsFile.finished``); the notebooks and the gallery show
+        only a finished file as the committed result.
     """
     check_budget(budget)
     func = get_experiment(name)
@@ -90,7 +92,10 @@ def run_experiment(name: str, budget: str = "quick", results_path: "str | Path |
 
         raise ConfigError(f"Experiment {name!r} does not take option(s) {unknown}; it takes "
                           f"{[p for p in params if p not in ('budget', 'results_path', 'progress')]}.")
-    return func(budget=budget, results_path=results_path, progress=progress, **options)
+    results = func(budget=budget, results_path=results_path, progress=progress, **options)
+    if budget == "full" and not set(options) - {"device"}:  # the whole planned budget, not a subset of seeds
+        results.mark_finished(budget)
+    return results
 
 
 __all__ = ["EXPERIMENTS", "BUDGETS", "get_experiment", "available_experiments", "run_experiment",

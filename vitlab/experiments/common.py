@@ -126,6 +126,7 @@ class ResultsFile:
         self.path = Path(path)
         self.experiment = experiment
         self.records: list[dict] = []
+        self.finished: "dict | None" = None  # set when a whole budget ran to its end (mark_finished)
         if self.path.exists():
             self.records = self._load()
 
@@ -148,6 +149,7 @@ class ResultsFile:
         runs = data["runs"]
         if not isinstance(runs, list) or not all(isinstance(r, dict) and "run_id" in r for r in runs):
             raise ResultsError(f"{self.path}: 'runs' must be a list of records, each with a 'run_id'. {fix}")
+        self.finished = data.get("finished")
         return runs
 
     def __len__(self) -> int:
@@ -161,11 +163,29 @@ class ResultsFile:
         return next((r for r in self.records if r["run_id"] == run_id), None)
 
     def add(self, record: dict) -> None:
-        """Append (or replace, by ``run_id``) one record and rewrite the whole file atomically."""
+        """Append (or replace, by ``run_id``) one record and rewrite the whole file atomically.
+
+        A file marked finished loses the mark: what it holds is no longer what the finished budget made.
+        """
         if "run_id" not in record:
             raise ResultsError("A results record needs a 'run_id'.")
         self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
-        atomic_write_json(self.path, {"experiment": self.experiment, "format": FORMAT, "runs": self.records})
+        self.finished = None
+        self._write()
+
+    def mark_finished(self, budget: str) -> None:
+        """Record that every run of ``budget`` is in the file (:func:`run_experiment` calls this at the
+        end of a whole budget). A partial file, from an interrupted or still running budget, has no mark;
+        :attr:`finished` tells them apart."""
+        self.finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
+                         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        self._write()
+
+    def _write(self) -> None:
+        data = {"experiment": self.experiment, "format": FORMAT, "runs": self.records}
+        if self.finished is not None:
+            data["finished"] = self.finished
+        atomic_write_json(self.path, data)
 
     def select(self, **fields: Any) -> list[dict]:
         """The records whose fields equal the given values, e.g. ``select(arm='vit', budget='full')``."""
