@@ -238,3 +238,22 @@ def test_every_family_config_uses_the_shared_checks():
         T2TConfig(token_mlp_ratio=0.0)
     with pytest.raises(ConfigError, match="SwinConfig.attn_drop_rate must be in"):
         SwinConfig(attn_drop_rate=-0.1)
+
+
+def test_a_bias_and_a_key_mask_together_give_the_same_attention_on_both_paths():
+    """attend_heads with an additive bias of one shape and a key mask of another (they only broadcast
+    together): the fused and the explicit path agree, and masked keys get no weight."""
+    from vitlab.layers import attend_heads
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)  # (B, H, N, hd)
+    bias = torch.randn(3, 4, 6)  # per head, no batch dimension
+    allowed = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])[:, None, None, :]  # (B, 1, 1, 6)
+    outputs = []
+    for fused in (True, False):
+        attn = Attention(dim=24, heads=3, fused=fused).eval()
+        outputs.append(attend_heads(attn, q, k, v, bias=bias, allowed=allowed))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)
+    short = attend_heads(Attention(dim=24, heads=3, fused=False).eval(), q[:1], k[:1, :, :4], v[:1, :, :4],
+                         bias=bias[..., :4])
+    torch.testing.assert_close(outputs[1][:1], short, rtol=0, atol=1e-5)

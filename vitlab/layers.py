@@ -119,7 +119,7 @@ def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.T
         p = module.attn_drop.p if module.training else 0.0
         mask = None if bias is None else bias.to(q.dtype)
         if allowed is not None:
-            mask = allowed if mask is None else mask.masked_fill(~allowed, float("-inf"))
+            mask = allowed if mask is None else torch.where(allowed, mask, float("-inf"))  # broadcasts both
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
     attn = (q * module.scale) @ k.transpose(-2, -1)  # (..., Nq, N)
     if bias is not None:
