@@ -470,4 +470,4 @@ def test_gallery_does_not_draw_a_partial_full_result(tmp_path, monkeypatch):
     common.ResultsFile(tmp_path / "clip.json", "clip").add({"run_id": "clip/seed=0"})  # one run, unfinished
     lines = []
     outcome = gallery.make_pictures(tmp_path / "images", only=["12"], log=lines.append)
-    assert outcome == {"12_clip": "waiting for data"} and "is partial (1 runs so far" in lines[0]
+    assert outcome == {"12_clip": "waiting for data"} and "is partial (1 records so far" in lines[0]

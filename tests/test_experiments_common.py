@@ -14,7 +14,7 @@ from vitlab.errors import ConfigError, VitlabError
 from vitlab.experiments import (EXPERIMENTS, available_experiments, get_experiment, run_experiment)
 from vitlab.experiments.common import (BUDGETS, ResultsError, ResultsFile, TrainSizeError, UnknownBudgetError,
                                        UnknownExperimentError, check_budget, check_train_sizes,
-                                       count_forward_flops, count_train_flops, default_results_path,
+                                       committed_results, count_forward_flops, count_train_flops, default_results_path,
                                        epochs_for_images, git_commit, repo_root, run_classifier)
 from vitlab.training import TrainConfig
 
@@ -37,6 +37,64 @@ def test_full_results_are_committed_and_quick_results_go_to_the_ignored_folder()
     assert default_results_path("hybrid", "quick") == repo_root() / "data" / "results" / "quick" / "hybrid.json"
     gitignore = (repo_root() / ".gitignore").read_text().split()
     assert "data/results/quick/" in gitignore
+
+
+def test_committed_results_are_shown_only_when_a_whole_full_budget_finished(tmp_path, monkeypatch):
+    from vitlab.experiments import common
+
+    monkeypatch.setattr(common, "default_results_path", lambda name, budget: tmp_path / f"{name}.json")
+    results, status = committed_results("hybrid")  # missing
+    assert results is None
+    assert status == ("data/results/hybrid.json is not committed yet (make it with "
+                      "`vitlab reproduce hybrid --budget full`)")
+    partial = ResultsFile(tmp_path / "hybrid.json", "hybrid")
+    partial.add({"run_id": "a"})
+    partial.add({"run_id": "b"})
+    results, status = committed_results("hybrid")  # interrupted or still running
+    assert results is None
+    assert status == ("data/results/hybrid.json is partial (2 records so far; finish it with "
+                      "`vitlab reproduce hybrid --budget full`)")
+    partial.mark_finished("full")
+    results, status = committed_results("hybrid")
+    assert [r["run_id"] for r in results.records] == ["a", "b"] and results.finished["runs"] == 2
+    assert status.startswith("committed full result: data/results/hybrid.json (2 records, finished 20")
+    partial.add({"run_id": "c"})  # a run added afterwards: no longer what the finished budget made
+    assert committed_results("hybrid")[0] is None
+
+
+def test_committed_results_of_an_unknown_experiment_or_a_foreign_file_are_typed_errors(tmp_path, monkeypatch):
+    from vitlab.experiments import common
+
+    with pytest.raises(UnknownExperimentError, match="'hybird'.*choose one of: data-scale, hybrid"):
+        committed_results("hybird")
+    monkeypatch.setattr(common, "default_results_path", lambda name, budget: tmp_path / f"{name}.json")
+    ResultsFile(tmp_path / "swin.json", "t2t").add({"run_id": "a"})  # another experiment's file
+    with pytest.raises(ResultsError, match="experiment 't2t', not 'swin'"):
+        committed_results("swin")
+
+
+def test_every_committed_results_file_is_a_finished_full_budget():
+    """A partial file (an interrupted or still running full budget) must not be committed: lessons and the
+    gallery would fall back to the quick run while the repository claimed to hold the result."""
+    import shutil
+    import subprocess
+
+    root = repo_root()
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: cannot tell committed results files from local ones")
+    tracked = subprocess.run(["git", "ls-files", "data/results/*.json"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert tracked, "no committed results files found"
+    for name in tracked:
+        path = root / name
+        if path.parent.name != "results":  # only the experiments' own files (not run folders or quick results)
+            continue
+        experiment = path.stem
+        assert experiment in EXPERIMENTS, f"{name}: not the results file of a registered experiment"
+        results = ResultsFile(path, experiment)
+        assert results.finished is not None and results.finished["budget"] == "full", (
+            f"{name} is committed but partial; finish it with `vitlab reproduce {experiment} --budget full`")
+        assert results.finished["runs"] == len(results), f"{name}: records added after the finished mark"
 
 
 def test_train_sizes_larger_than_the_data_are_refused():

@@ -102,3 +102,46 @@ def test_augmentation_keeps_shape_and_pixels():
 def test_bad_training_configs(kwargs):
     with pytest.raises(vitlab.ConfigError):
         TrainConfig(**kwargs)
+
+
+def test_optimizer_step_hand_computed_with_and_without_clipping():
+    from vitlab.training import optimizer_step
+
+    # loss = w^2 at w = 1: gradient 2; SGD with lr 0.1 moves w to 1 - 0.1 * 2 = 0.8
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    model = torch.nn.Module()
+    model.w = w
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0, where="here", advice="-")
+    assert w.item() == pytest.approx(0.8)
+    # clipped to norm 0.5: the gradient 1.6 becomes 0.5, so w = 0.8 - 0.1 * 0.5 = 0.75
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0.5, where="here", advice="-")
+    assert w.item() == pytest.approx(0.75)
+    # gradients do not pile up across steps: the second step saw 1.6 (not 2 + 1.6) before clipping
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0, where="here", advice="-")
+    assert w.item() == pytest.approx(0.75 - 0.1 * 1.5)
+
+
+def test_optimizer_step_refuses_a_non_finite_loss_and_updates_nothing():
+    from vitlab.training import optimizer_step
+
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    model = torch.nn.Module()
+    model.w = w
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(TrainingDivergedError, match=r"became (nan|inf) at epoch 2, step 5\. Lower it\."):
+            optimizer_step(model, optimizer, (w * bad).sum(), 1.0, where="epoch 2, step 5", advice="Lower it.")
+    assert w.item() == 1.0 and w.grad is None
+
+
+def test_pretraining_stops_with_a_clear_message_when_the_loss_diverges():
+    from vitlab.experiments.mae import PretrainConfig, pretrain
+
+    model = torch.nn.Linear(2, 1)
+
+    def batch_loss(model, idx, gen):
+        return model(torch.ones(len(idx), 2)).sum() * float("nan")
+
+    with pytest.raises(TrainingDivergedError, match=r"at epoch 1, step 1 \(lr .*\)\. Lower the learning rate\."):
+        pretrain(model, 8, batch_loss, PretrainConfig(epochs=1, batch_size=4), progress=False)

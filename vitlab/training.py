@@ -133,6 +133,26 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+                   *, where: str, advice: str) -> None:
+    """One optimisation step on ``loss``: zero the gradients, backpropagate, clip, step.
+
+    Args:
+        grad_clip: maximum global gradient norm; 0 (or None) switches clipping off.
+        where: where training is, for the error (e.g. ``"epoch 3, step 17 (lr 0.001)"``).
+        advice: what the user can do about a divergence, for the error.
+    Raises:
+        TrainingDivergedError: ``loss`` is NaN or infinite; nothing is updated.
+    """
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(f"The loss became {loss.item()} at {where}. {advice}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
           test_set: "ImageDataset | None" = None, out_dir: "str | Path | None" = None,
           resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu") -> TrainResult:
@@ -198,16 +218,9 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
             x, y = preprocess(images).to(device), labels[idx].to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.3g}). "
-                    "Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or check "
-                    "the inputs for NaNs. The last good checkpoint is kept.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, where=f"epoch {epoch + 1}, step {i + 1} (lr {lr:.3g})",
+                           advice="Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or "
+                                  "check the inputs for NaNs. The last good checkpoint is kept.")
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(idx)

@@ -13,7 +13,7 @@ import inspect
 from pathlib import Path
 
 from .common import (BUDGETS, ResultsError, ResultsFile, TrainSizeError, UnknownBudgetError,
-                     UnknownExperimentError, check_budget, default_results_path)
+                     UnknownExperimentError, check_budget, committed_results, default_results_path)
 
 # name -> "module:function"; the function has the signature of ``run`` above.
 EXPERIMENTS: dict[str, str] = {
@@ -100,4 +100,4 @@ def run_experiment(name: str, budget: str = "quick", results_path: "str | Path |
 
 __all__ = ["EXPERIMENTS", "BUDGETS", "get_experiment", "available_experiments", "run_experiment",
            "ResultsFile", "ResultsError", "UnknownExperimentError", "UnknownBudgetError", "TrainSizeError",
-           "check_budget", "default_results_path"]
+           "check_budget", "committed_results", "default_results_path"]

@@ -192,6 +192,38 @@ class ResultsFile:
         return [r for r in self.records if all(r.get(k) == v for k, v in fields.items())]
 
 
+def committed_results(experiment: str) -> "tuple[ResultsFile | None, str]":
+    """The committed full-budget result of ``experiment``, if it is there and finished, and a line saying so.
+
+    Lessons, the gallery and the committed-result tests show a full result only when a whole full budget
+    ran to its end (:attr:`ResultsFile.finished`); a partial file, left by an interrupted or still running
+    ``vitlab reproduce NAME --budget full``, is not the result.
+
+    Returns:
+        ``(results, status)``: ``results`` is the :class:`ResultsFile`, or None when the file is missing or
+        partial; ``status`` is one line for the reader: what was found and, if it is not usable, the command
+        that makes or finishes it.
+    Raises:
+        UnknownExperimentError: ``experiment`` is not a registered experiment.
+        ResultsError: the file exists but cannot be read as this experiment's results.
+    """
+    from . import EXPERIMENTS  # the registry imports this module; import it only when called
+
+    if experiment not in EXPERIMENTS:
+        raise UnknownExperimentError(f"Unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}.")
+    path = default_results_path(experiment, "full")
+    shown = f"data/results/{path.name}"
+    if not path.is_file():
+        return None, (f"{shown} is not committed yet (make it with `vitlab reproduce {experiment} "
+                      "--budget full`)")
+    results = ResultsFile(path, experiment)
+    if results.finished is None:
+        return None, (f"{shown} is partial ({len(results)} records so far; finish it with `vitlab reproduce "
+                      f"{experiment} --budget full`)")
+    return results, (f"committed full result: {shown} ({len(results)} records, finished "
+                     f"{results.finished.get('at', '?')[:10]})")
+
+
 def _count_flops(model: nn.Module, input_shape: tuple, backward: bool, batch: int = 2) -> int:
     """FLOPs (matmul, conv, attention: 2 per multiply-add) for ``batch`` images, on a copy of the model."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -370,5 +402,5 @@ def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], 
 
 
 __all__ = ["BUDGETS", "ResultsError", "UnknownExperimentError", "UnknownBudgetError", "TrainSizeError",
-           "check_budget", "check_train_sizes", "default_results_path", "ResultsFile", "count_forward_flops",
+           "check_budget", "check_train_sizes", "default_results_path", "committed_results", "ResultsFile", "count_forward_flops",
            "count_train_flops", "git_commit", "epochs_for_images", "recipe", "log_run", "run_classifier", "repo_root"]

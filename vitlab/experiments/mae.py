@@ -32,12 +32,12 @@ from ..checkpoint import (atomic_write_json, load_checkpoint, load_optimizer_sta
                           read_checkpoint_info, save_checkpoint)
 from ..config import config_to_dict
 from ..data import fashion_mnist, preprocess
-from ..errors import CheckpointError, ConfigError, InputShapeError, TrainingDivergedError
+from ..errors import CheckpointError, ConfigError, InputShapeError
 from ..models import count_parameters
 from ..models.mae import MAE, MAEConfig, vit_from_mae
 from ..models.vit import ViT
 from ..seed import seed_everything
-from ..training import TrainConfig, _param_groups, augment_batch, lr_at
+from ..training import TrainConfig, _param_groups, augment_batch, lr_at, optimizer_step
 from .common import ResultsFile, check_budget, default_results_path, git_commit, run_classifier
 
 EXPERIMENT = "mae"
@@ -134,14 +134,8 @@ def pretrain(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: Pr
                 group["lr"] = lr
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             loss = batch_loss(model, idx, gen)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"The loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} "
-                                            f"(lr {lr:.3g}). Lower the learning rate.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, where=f"epoch {epoch + 1}, step {i + 1} (lr {lr:.3g})",
+                           advice="Lower the learning rate.")
             loss_sum += loss.item() * len(idx)
         history.append({"epoch": epoch + 1, "lr": lr, "loss": loss_sum / num_examples,
                         "seconds": time.perf_counter() - t0})
