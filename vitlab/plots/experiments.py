@@ -78,7 +78,7 @@ def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" 
     ax.minorticks_off()
     ax.set_xlabel("training images (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title + ("  (line: mean, band: ± std, dots: seeds)" if paper is None else ""), fontsize=9)
+    ax.set_title(title + ("\n(line: mean, band: ± std, dots: seeds)" if paper is None else ""), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return fig
