@@ -112,13 +112,13 @@ def test_optimizer_step_hand_computed_with_and_without_clipping():
     model = torch.nn.Module()
     model.w = w
     optimizer = torch.optim.SGD([w], lr=0.1)
-    optimizer_step(model, optimizer, (w ** 2).sum(), 0, where="here", advice="-")
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0, epoch=1, step=1, lr=0.1, advice="-")
     assert w.item() == pytest.approx(0.8)
     # clipped to norm 0.5: the gradient 1.6 becomes 0.5, so w = 0.8 - 0.1 * 0.5 = 0.75
-    optimizer_step(model, optimizer, (w ** 2).sum(), 0.5, where="here", advice="-")
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0.5, epoch=1, step=2, lr=0.1, advice="-")
     assert w.item() == pytest.approx(0.75)
     # gradients do not pile up across steps: the second step saw 1.6 (not 2 + 1.6) before clipping
-    optimizer_step(model, optimizer, (w ** 2).sum(), 0, where="here", advice="-")
+    optimizer_step(model, optimizer, (w ** 2).sum(), 0, epoch=1, step=1, lr=0.1, advice="-")
     assert w.item() == pytest.approx(0.75 - 0.1 * 1.5)
 
 
@@ -130,8 +130,8 @@ def test_optimizer_step_refuses_a_non_finite_loss_and_updates_nothing():
     model.w = w
     optimizer = torch.optim.SGD([w], lr=0.1)
     for bad in (float("nan"), float("inf")):
-        with pytest.raises(TrainingDivergedError, match=r"became (nan|inf) at epoch 2, step 5\. Lower it\."):
-            optimizer_step(model, optimizer, (w * bad).sum(), 1.0, where="epoch 2, step 5", advice="Lower it.")
+        with pytest.raises(TrainingDivergedError, match=r"became (nan|inf) at epoch 2, step 5 \(lr 0\.1\)\. Lower it\."):
+            optimizer_step(model, optimizer, (w * bad).sum(), 1.0, epoch=2, step=5, lr=0.1, advice="Lower it.")
     assert w.item() == 1.0 and w.grad is None
 
 

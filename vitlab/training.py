@@ -134,18 +134,18 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
-                   *, where: str, advice: str) -> None:
+                   *, epoch: int, step: int, lr: float, advice: str) -> None:
     """One optimisation step on ``loss``: zero the gradients, backpropagate, clip, step.
 
     Args:
         grad_clip: maximum global gradient norm; 0 (or None) switches clipping off.
-        where: where training is, for the error (e.g. ``"epoch 3, step 17 (lr 0.001)"``).
+        epoch, step, lr: where training is (epoch and step counted from 1), for the error only.
         advice: what the user can do about a divergence, for the error.
     Raises:
         TrainingDivergedError: ``loss`` is NaN or infinite; nothing is updated.
     """
     if not torch.isfinite(loss):
-        raise TrainingDivergedError(f"The loss became {loss.item()} at {where}. {advice}")
+        raise TrainingDivergedError(f"The loss became {loss.item()} at epoch {epoch}, step {step} (lr {lr:.3g}). {advice}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
@@ -218,7 +218,7 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
             x, y = preprocess(images).to(device), labels[idx].to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip, where=f"epoch {epoch + 1}, step {i + 1} (lr {lr:.3g})",
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, epoch=epoch + 1, step=i + 1, lr=lr,
                            advice="Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or "
                                   "check the inputs for NaNs. The last good checkpoint is kept.")
             loss_sum += loss.item() * len(idx)

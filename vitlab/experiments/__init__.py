@@ -28,15 +28,21 @@ EXPERIMENTS: dict[str, str] = {
 }
 
 
+def check_experiment(name: str) -> str:
+    """``name`` if it is a registered experiment; otherwise UnknownExperimentError naming the choices."""
+    if name not in EXPERIMENTS:
+        raise UnknownExperimentError(
+            f"Unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}.")
+    return name
+
+
 def get_experiment(name: str):
     """The ``run`` function of a registered experiment.
 
     Raises:
         UnknownExperimentError: ``name`` is not registered, or its module is not there (yet).
     """
-    if name not in EXPERIMENTS:
-        raise UnknownExperimentError(
-            f"Unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}.")
+    check_experiment(name)
     module_name, func_name = EXPERIMENTS[name].split(":")
     try:
         module = importlib.import_module(module_name)
@@ -100,4 +106,4 @@ def run_experiment(name: str, budget: str = "quick", results_path: "str | Path |
 
 __all__ = ["EXPERIMENTS", "BUDGETS", "get_experiment", "available_experiments", "run_experiment",
            "ResultsFile", "ResultsError", "UnknownExperimentError", "UnknownBudgetError", "TrainSizeError",
-           "check_budget", "committed_results", "default_results_path"]
+           "check_budget", "check_experiment", "committed_results", "default_results_path"]

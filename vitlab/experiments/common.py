@@ -207,10 +207,9 @@ def committed_results(experiment: str) -> "tuple[ResultsFile | None, str]":
         UnknownExperimentError: ``experiment`` is not a registered experiment.
         ResultsError: the file exists but cannot be read as this experiment's results.
     """
-    from . import EXPERIMENTS  # the registry imports this module; import it only when called
+    from . import check_experiment  # the registry imports this module; import it only when called
 
-    if experiment not in EXPERIMENTS:
-        raise UnknownExperimentError(f"Unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}.")
+    check_experiment(experiment)
     path = default_results_path(experiment, "full")
     shown = f"data/results/{path.name}"
     if not path.is_file():

@@ -134,7 +134,7 @@ def pretrain(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: Pr
                 group["lr"] = lr
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             loss = batch_loss(model, idx, gen)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip, where=f"epoch {epoch + 1}, step {i + 1} (lr {lr:.3g})",
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, epoch=epoch + 1, step=i + 1, lr=lr,
                            advice="Lower the learning rate.")
             loss_sum += loss.item() * len(idx)
         history.append({"epoch": epoch + 1, "lr": lr, "loss": loss_sum / num_examples,
