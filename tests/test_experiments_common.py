@@ -1,7 +1,9 @@
 """The shared experiment framework: budgets, results files, FLOP counts, resumable runs, the registry."""
 
 import json
+import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -127,6 +129,47 @@ def test_results_file_round_trip_and_replace_by_run_id(tmp_path):
     data = json.loads(path.read_text())
     assert data["experiment"] == "exp" and data["format"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["exp.json"]  # no temporary files left behind
+
+
+def test_two_results_objects_on_one_file_keep_each_others_records(tmp_path):
+    path = tmp_path / "exp.json"
+    first, second = ResultsFile(path, "exp"), ResultsFile(path, "exp")  # e.g. two seeds in two processes
+    first.add({"run_id": "seed0", "test_accuracy": 0.5})
+    second.add({"run_id": "seed1", "test_accuracy": 0.6})  # second never read seed0, and keeps it
+    first.add({"run_id": "seed0b", "test_accuracy": 0.7})
+    assert [r["run_id"] for r in ResultsFile(path, "exp").records] == ["seed0", "seed1", "seed0b"]
+    assert [r["run_id"] for r in first.records] == ["seed0", "seed1", "seed0b"]  # picked up on writing
+    second.mark_finished("full")
+    assert ResultsFile(path, "exp").finished["runs"] == 3  # the mark counts what the file holds
+    first.remove(["seed1"])  # removing is the one way to drop a record from the file
+    reread = ResultsFile(path, "exp")
+    assert [r["run_id"] for r in reread.records] == ["seed0", "seed0b"] and reread.finished is None
+
+
+_ADD_MANY = """
+import pathlib, sys, time
+from vitlab.experiments.common import ResultsFile
+results = ResultsFile(sys.argv[1], "exp")  # both processes open the file before either writes
+pathlib.Path(sys.argv[3]).touch()
+while not pathlib.Path(sys.argv[4]).exists():
+    time.sleep(0.01)
+for i in range(25):
+    results.add({"run_id": sys.argv[2] + str(i)})
+"""
+
+
+def test_two_processes_adding_to_one_file_at_once_lose_nothing(tmp_path):
+    path, go = tmp_path / "out" / "exp.json", tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", _ADD_MANY, str(path), name, str(tmp_path / name), str(go)])
+               for name in ("a", "b")]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / name).exists() for name in "ab") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    ids = {r["run_id"] for r in ResultsFile(path, "exp").records}
+    assert ids == {f"{name}{i}" for name in "ab" for i in range(25)}
+    assert [p.name for p in path.parent.iterdir()] == ["exp.json"]  # no lock or temporary file left
 
 
 @pytest.mark.parametrize("content, message", [

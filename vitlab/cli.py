@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results JSON (default data/results/NAME.json for full, data/results/quick/NAME.json "
                         "for quick); finished runs in it are skipped")
     r.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
-                   help="seeds to run (default: the budget's own)")
+                   help="seeds to run (default: the budget's own); one process per seed may share one "
+                        "results file")
     r.add_argument("--device", default=None, help="where to train, e.g. cuda (default cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_reproduce)

@@ -120,7 +120,7 @@ def run_arm(results: ResultsFile, scale: Scale, splits: Splits, *, pool: str, po
     if done is not None and "val_accuracy" in done:
         return done
     if done is not None:  # stopped between the two writes: train again (same seed, same result)
-        results.records = [r for r in results.records if r["run_id"] != run_id]
+        results.remove([run_id])
     trained = {}
 
     def model_fn():

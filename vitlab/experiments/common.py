@@ -14,11 +14,13 @@ progress and picks up where it stopped when started again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
 import json
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -165,21 +167,66 @@ class ResultsFile:
     def add(self, record: dict) -> None:
         """Append (or replace, by ``run_id``) one record and rewrite the whole file atomically.
 
-        A file marked finished loses the mark: what it holds is no longer what the finished budget made.
+        The write merges: under a lock, records another process added to the file since this object read
+        it are kept (and picked up here), so several processes may fill one file at once, e.g. one per
+        seed (``vitlab reproduce NAME --seeds N``). A file marked finished loses the mark: what it holds is
+        no longer what the finished budget made.
         """
         if "run_id" not in record:
             raise ResultsError("A results record needs a 'run_id'.")
-        self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
-        self.finished = None
-        self._write()
+        with self._locked():
+            self._merge_from_disk()
+            self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
+            self.finished = None
+            self._write()
+
+    def remove(self, run_ids) -> None:
+        """Drop the records of ``run_ids`` (from this object and the file), e.g. to train those runs again.
+        The finished mark goes too."""
+        drop = set(run_ids)
+        with self._locked():
+            self._merge_from_disk()
+            self.records = [r for r in self.records if r["run_id"] not in drop]
+            self.finished = None
+            self._write()
 
     def mark_finished(self, budget: str) -> None:
         """Record that every run of ``budget`` is in the file (:func:`run_experiment` calls this at the
         end of a whole budget). A partial file, from an interrupted or still running budget, has no mark;
         :attr:`finished` tells them apart."""
-        self.finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
-                         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        self._write()
+        with self._locked():
+            self._merge_from_disk()
+            self.finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
+                             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            self._write()
+
+    def _merge_from_disk(self) -> None:
+        """Take in the records another process wrote to the file since this object last read or wrote it
+        (the file's version of a run wins: this object only ever changes the record it is adding)."""
+        if not self.path.exists():
+            return
+        on_disk = self._load()
+        ids = {r["run_id"] for r in on_disk}
+        self.records = on_disk + [r for r in self.records if r["run_id"] not in ids]
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold an exclusive lock on the results file's folder while reading and rewriting the file, so two
+        processes adding runs at once do not drop each other's records. The folder is locked, not the file,
+        because the atomic write replaces the file; no lock file is left behind. Where the platform has no
+        ``fcntl`` (Windows) the write is still atomic but not locked."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # closing the descriptor releases the lock
 
     def _write(self) -> None:
         data = {"experiment": self.experiment, "format": FORMAT, "runs": self.records}
