@@ -225,6 +225,10 @@ def test_hybrid_plots_return_figures():
               point("hybrid-s", 2e12, [0.84], stage=3, tokens=49), point("vit-s", 2.5e11, [0.7], epochs=1)]
     fig = plot_accuracy_vs_compute(points, paper=experiment.PAPER_TABLE6)
     assert isinstance(fig, Figure) and len(fig.axes) == 2 and fig.axes[1].get_xscale() == "log"
+    # plain 1-2-5 labels covering the points (0.25 to 3 TFLOPs; the paper's 50 to 1,668 exaFLOPs), no minor labels
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["0.2", "0.5", "1", "2"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["50", "100", "200", "500", "1000", "2000"]
+    assert not fig.axes[1].xaxis.get_minorticklocs().size
     stages = [point("hybrid-s-stage2", 5e12, [0.8], stage=2, tokens=196), point("hybrid-s", 2e12, [0.84], stage=3,
                                                                                 tokens=49)]
     assert isinstance(plot_stage_choice(stages), Figure)

@@ -118,6 +118,18 @@ def _mark_gap(ax, summary: Mapping, landmarks: Mapping) -> None:
         label(size, f"smallest gap\n{landmarks['smallest_gap'] * 100:+.1f} pts", "dimgray")
 
 
+def _one_two_five_ticks(ax, values) -> None:
+    """Label a log x axis at 1, 2, 5 x 10^k within the range of ``values``, as plain numbers ("0.05", "2",
+    "500"), with no minor labels: matplotlib's own minor labels overlap on ranges of one or two decades."""
+    values = np.asarray(values, dtype=float)
+    low, high = values.min(), values.max()
+    ticks = [m * 10.0 ** k for k in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+             for m in (1, 2, 5)]
+    ticks = [t for t in ticks if low / 1.5 <= t <= high * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+
+
 def _paper_compute_panel(ax, paper: Mapping) -> None:
     for i, (family, points) in enumerate(paper.items()):
         flops = [p[1] for p in points]
@@ -127,6 +139,7 @@ def _paper_compute_panel(ax, paper: Mapping) -> None:
             ax.annotate(name, (x, y), xytext=(-4, 5) if family == "hybrid" else (3, -9), textcoords="offset points",
                         fontsize=6, ha="right" if family == "hybrid" else "left")
     ax.set_xscale("log")
+    _one_two_five_ticks(ax, [p[1] for points in paper.values() for p in points])
     ax.set_xlabel("pre-training compute (exaFLOPs)")
     ax.set_ylabel("ImageNet top-1 (%)")
     ax.set_title("Paper, Table 6 (JFT-300M pre-training)", fontsize=9)
@@ -168,6 +181,7 @@ def plot_accuracy_vs_compute(points: Sequence[Mapping], paper: "Mapping | None" 
             ax.annotate(tag, (xi, 100 * p["mean"]), xytext=(3, -10), textcoords="offset points", fontsize=6,
                         color=color)
     ax.set_xscale("log")
+    _one_two_five_ticks(ax, [p["train_flops"] / 1e12 for p in points])
     ax.set_xlabel("training compute (teraFLOPs, counted)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
