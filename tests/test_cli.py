@@ -48,6 +48,20 @@ def test_vitlab_errors_become_one_line_messages(tmp_path, capsys):
     assert "larger than" in capsys.readouterr().err
 
 
+def test_a_missing_gpu_is_one_line_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import vitlab.cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(vitlab.cli, "_dataset", lambda *a, **k: pytest.fail("data read before the device check"))
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+    assert main(["reproduce", "hybrid", "--device", "cuda", "--results", str(tmp_path / "h.json")]) == 2
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+    assert not (tmp_path / "h.json").exists()
+
+
 def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "vitlab.cli", "info", "--preset", "fmnist-vit"],
                           capture_output=True, text=True, check=True)

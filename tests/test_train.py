@@ -145,3 +145,38 @@ def test_pretraining_stops_with_a_clear_message_when_the_loss_diverges():
 
     with pytest.raises(TrainingDivergedError, match=r"at epoch 1, step 1 \(lr .*\)\. Lower the learning rate\."):
         pretrain(model, 8, batch_loss, PretrainConfig(epochs=1, batch_size=4), progress=False)
+
+
+# ---- devices ----------------------------------------------------------------------------------------
+
+def test_check_device_accepts_the_cpu_and_names_what_is_wrong_otherwise(monkeypatch):
+    from vitlab.training import check_device
+
+    assert check_device("cpu") == torch.device("cpu") and check_device(torch.device("cpu")).type == "cpu"
+    with pytest.raises(vitlab.ConfigError, match="Unknown device 'gpu'.*'cuda'"):
+        check_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(vitlab.DeviceUnavailableError, match="is_available\\(\\) is False.*'cpu'") as info:
+        check_device("cuda")
+    assert isinstance(info.value, ValueError)  # a bad argument, as a Python user expects
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(vitlab.DeviceUnavailableError, match="2 CUDA GPU.*cuda:0 .. cuda:1"):
+        check_device("cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(vitlab.DeviceUnavailableError, match="MPS"):
+        check_device("mps")
+
+
+def test_training_on_a_missing_gpu_fails_before_touching_the_model(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    vitlab.seed_everything(0)
+    model = vitlab.build_model("fmnist-vit-tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(vitlab.DeviceUnavailableError):
+        vitlab.train(model, data.fashion_mnist("train", subset=20), TrainConfig(epochs=1), progress=False,
+                     device="cuda")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(vitlab.DeviceUnavailableError):  # the experiments check before loading data
+        vitlab.run_experiment("hybrid", results_path="unused.json", device="cuda")

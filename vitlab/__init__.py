@@ -4,7 +4,7 @@ look inside a trained ViT."""
 from .analysis import record_attention
 from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from .config import PRESETS, ResNetConfig, ViTConfig, get_preset
-from .errors import (CheckpointError, ConfigError, DataNotFoundError, InputShapeError,
+from .errors import (CheckpointError, ConfigError, DataNotFoundError, DeviceUnavailableError, InputShapeError,
                      PretrainedUnavailableError, TrainingDivergedError, UnknownPresetError, VitlabError)
 from .models import ResNet, ViT, build_model, count_parameters
 from .models.clip import CLIP, CLIPConfig
@@ -15,7 +15,7 @@ from .models.swin import Swin, SwinConfig
 from .models.t2t import T2TConfig, T2TViT
 from .models.timm_interop import from_timm, load_pretrained, to_timm
 from .seed import seed_everything
-from .training import TrainConfig, evaluate, predict, train
+from .training import TrainConfig, check_device, evaluate, predict, train
 from .experiments import EXPERIMENTS, run_experiment
 
 __version__ = "0.1.0"
@@ -27,4 +27,5 @@ __all__ = [
     "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "train",
     "evaluate", "predict", "record_attention", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
     "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",
+    "DeviceUnavailableError", "check_device",
 ]

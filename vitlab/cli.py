@@ -69,8 +69,9 @@ def _dataset(name: str, split: str, subset, seed: int):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import build_model, count_parameters, seed_everything
-    from .training import TrainConfig, train
+    from .training import TrainConfig, check_device, train
 
+    check_device(args.device)  # before any data is read
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                       warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                       label_smoothing=args.label_smoothing, augment=not args.no_augment,

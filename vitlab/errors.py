@@ -41,3 +41,7 @@ class PretrainedUnavailableError(VitlabError, RuntimeError):
 
 class TrainingDivergedError(VitlabError, FloatingPointError):
     """The loss became NaN or infinite during training."""
+
+
+class DeviceUnavailableError(ConfigError):
+    """A device (``'cuda'``, ``'cuda:1'``, ``'mps'``) that this machine or this torch build does not have."""

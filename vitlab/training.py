@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (atomic_write_json, load_optimizer_state, load_weights, read_checkpoint_info,
                          save_checkpoint)
 from .data import ImageDataset, preprocess
-from .errors import CheckpointError, ConfigError, TrainingDivergedError
+from .errors import CheckpointError, ConfigError, DeviceUnavailableError, TrainingDivergedError
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # weights + optimizer, rewritten every epoch (resume)
 MODEL_NAME = "model.safetensors"  # weights only, for use and for shipping
@@ -153,6 +153,38 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: tor
     optimizer.step()
 
 
+def check_device(device: "str | torch.device") -> torch.device:
+    """Return ``device`` as a ``torch.device`` if this machine can train on it, else raise a typed error.
+
+    Args:
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'`` or a ``torch.device``.
+    Raises:
+        ConfigError: not a device name torch knows.
+        DeviceUnavailableError: a GPU this machine or this torch build does not have (a CPU-only torch,
+            no NVIDIA driver, a GPU index beyond the GPUs there are, no Apple-silicon GPU).
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"Unknown device {device!r} ({err}); use 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"Device {device!r} asked for, but torch.cuda.is_available() is False here (torch "
+                f"{torch.__version__}: a CPU-only build, or no NVIDIA GPU or driver). Train on the CPU "
+                "(device 'cpu', the default), or install a CUDA build of torch on a machine with a GPU.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"Device {device!r} asked for, but this machine has "
+                                         f"{torch.cuda.device_count()} CUDA GPU(s): use cuda:0 .. "
+                                         f"cuda:{torch.cuda.device_count() - 1}.")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceUnavailableError(f"Device {device!r} asked for, but no Apple-silicon GPU (MPS) is "
+                                         "available here; use 'cpu'.")
+    return dev
+
+
 def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
           test_set: "ImageDataset | None" = None, out_dir: "str | Path | None" = None,
           resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu") -> TrainResult:
@@ -173,9 +205,11 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
         CheckpointError: ``out_dir`` holds a checkpoint of a different run.
+        DeviceUnavailableError: ``device`` is a GPU this machine does not have (:func:`check_device`).
     """
     if len(train_set) == 0:
         raise ConfigError("train_set is empty.")
+    device = check_device(device)
     model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)

@@ -98,6 +98,10 @@ def run_experiment(name: str, budget: str = "quick", results_path: "str | Path |
 
         raise ConfigError(f"Experiment {name!r} does not take option(s) {unknown}; it takes "
                           f"{[p for p in params if p not in ('budget', 'results_path', 'progress')]}.")
+    if options.get("device") is not None:  # fail now, not after the data loaded
+        from ..training import check_device
+
+        check_device(options["device"])
     results = func(budget=budget, results_path=results_path, progress=progress, **options)
     if budget == "full" and not set(options) - {"device"}:  # the whole planned budget, not a subset of seeds
         results.mark_finished(budget)
