@@ -178,5 +178,7 @@ def test_training_on_a_missing_gpu_fails_before_touching_the_model(monkeypatch):
         vitlab.train(model, data.fashion_mnist("train", subset=20), TrainConfig(epochs=1), progress=False,
                      device="cuda")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(vitlab.DeviceUnavailableError):
+        vitlab.load_checkpoint("data/checkpoints/fmnist-vit/model.safetensors", map_location="cuda")
     with pytest.raises(vitlab.DeviceUnavailableError):  # the experiments check before loading data
         vitlab.run_experiment("hybrid", results_path="unused.json", device="cuda")

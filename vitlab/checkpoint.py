@@ -148,9 +148,13 @@ def load_checkpoint(path: "str | Path", map_location: "str | torch.device" = "cp
     """Rebuild the model saved in a checkpoint, with its weights, in eval mode.
 
     The checkpoint's ``extra`` dict (e.g. training history) is attached as ``model.checkpoint_extra``.
+    A ``map_location`` this machine does not have raises ``DeviceUnavailableError``
+    (:func:`vitlab.training.check_device`) before the file is read.
     """
     from .models import build_model
+    from .training import check_device  # training imports this module: import it only when called
 
+    map_location = check_device(map_location)
     tensors, meta = _read(path)
     try:
         cfg = config_from_dict(json.loads(meta["model"]))
