@@ -85,6 +85,22 @@ def test_a_second_run_trains_nothing(micro_results, monkeypatch):
     assert again.records == ResultsFile(micro_results.path, "ablations").records
 
 
+def test_other_seeds_reuse_the_budgets_sweep_and_train_only_their_arms(micro_results, monkeypatch):
+    selection = micro_results.get("small/best-lr")
+    trained = []
+    real = ablations.run_classifier
+
+    def counting(results, run_id, **kwargs):
+        trained.append(run_id)
+        return real(results, run_id, **kwargs)
+
+    monkeypatch.setattr(ablations, "run_classifier", counting)
+    again = ablations.run("quick", results_path=micro_results.path, progress=False, seeds=[1])
+    assert again.get("small/best-lr") == selection  # the seed-0 sweep stands: no sweep with seed 1
+    assert sorted(trained) == sorted(ablations.run_id_for(MICRO, pool, pos, selection["best_lr"][pool], 1)
+                                     for pool, pos in ablations.ARMS)
+
+
 def test_a_run_stopped_before_its_validation_was_recorded_is_done_again(micro_results):
     run_id = "small/cls/none/lr=0.001/seed=0" if micro_results.get("small/cls/none/lr=0.001/seed=0") else \
         "small/cls/none/lr=0.003/seed=0"

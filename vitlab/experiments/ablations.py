@@ -164,9 +164,9 @@ def select_learning_rates(results: ResultsFile, scale: Scale, splits: Splits, *,
     return record
 
 
-def _finished(results: ResultsFile, scale: Scale, seeds: list[int]) -> bool:
+def _finished(results: ResultsFile, scale: Scale, seeds: list[int], sweep_seed: int) -> bool:
     selection = results.get(f"{scale.name}/best-lr")
-    if selection is None or selection.get("lrs") != list(scale.lrs) or selection.get("sweep_seed") != seeds[0]:
+    if selection is None or selection.get("lrs") != list(scale.lrs) or selection.get("sweep_seed") != sweep_seed:
         return False
     best = selection["best_lr"]
     return all("val_accuracy" in (results.get(run_id_for(scale, pool, pos, best[pool], seed)) or {})
@@ -182,7 +182,9 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
             'small' and 'main', seeds 0, 1, 2: about 1.5 hours on one free CPU core).
         results_path: the JSON results file; default :func:`~vitlab.experiments.common.default_results_path`.
         progress: show progress bars.
-        seeds: seeds for the arms (the first also runs the learning-rate sweep); default the budget's.
+        seeds: seeds for the arms; default the budget's. The learning-rate sweep always uses the budget's
+            first seed (0), so processes run with other seeds (``--seeds 1``) share one sweep and one
+            chosen rate; a process whose sweep is not in the file yet runs it.
         device: where to train.
     Returns:
         The :class:`~vitlab.experiments.common.ResultsFile`, with every run's record and one
@@ -192,12 +194,13 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
     seeds = check_seeds(seeds if seeds is not None else BUDGET_SEEDS[budget])
     results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
                           EXPERIMENT)
+    sweep_seed = BUDGET_SEEDS[budget][0]
     for name in BUDGET_SCALES[budget]:
         scale = SCALES[name]
-        if _finished(results, scale, seeds):
+        if _finished(results, scale, seeds, sweep_seed):
             continue  # nothing to do: do not even load the data
         splits = load_splits(scale)
-        best = select_learning_rates(results, scale, splits, seed=seeds[0], budget=budget, progress=progress,
+        best = select_learning_rates(results, scale, splits, seed=sweep_seed, budget=budget, progress=progress,
                                      device=device)["best_lr"]
         for seed in seeds:
             for pool, pos_embed in ARMS:
