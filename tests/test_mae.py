@@ -300,7 +300,8 @@ def test_plots_return_figures():
     assert isinstance(fig, Figure) and "hidden patches" in fig._suptitle.get_text()
     assert plot_reconstructions(x, recs, title="")._suptitle is None
     table = {"scratch": {100: [0.3, 0.35], 1000: [0.6]}, "finetune-mae": {100: [0.5], 1000: [0.7, 0.72]}}
-    assert isinstance(plot_label_efficiency(table), Figure)
+    fig = plot_label_efficiency(table)
+    assert isinstance(fig, Figure) and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["100", "1,000"]
     assert isinstance(plot_loss_curves({"MAE": [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]}), Figure)
     with pytest.raises(InputShapeError):
         plot_reconstructions(x, {})
