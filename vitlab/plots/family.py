@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..errors import InputShapeError
+from ._axes import label_sizes
 
 __all__ = ["plot_img2col", "plot_soft_split_windows", "plot_token_counts", "plot_window_grid",
            "plot_shift_regions", "plot_window_masks", "plot_accuracy_vs_train_size", "plot_arm_accuracies"]
@@ -254,9 +255,7 @@ def plot_accuracy_vs_train_size(table: Mapping[str, Mapping[int, Sequence[float]
         for s in sizes:
             ax.scatter([s] * len(by_size[s]), [100 * a for a in by_size[s]], color=colours(i), s=10, alpha=0.4)
     ax.set_xscale("log")
-    all_sizes = sorted({s for by_size in table.values() for s in by_size})
-    ax.set_xticks(all_sizes, [f"{s:,}" for s in all_sizes])
-    ax.minorticks_off()
+    label_sizes(ax, table)
     ax.set_xlabel("training images", fontsize=9)
     ax.set_ylabel("test accuracy (%)", fontsize=9)
     ax.grid(alpha=0.3)

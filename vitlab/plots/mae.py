@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import InputShapeError
+from ._axes import label_sizes
 
 __all__ = ["plot_reconstructions", "plot_loss_curves", "plot_label_efficiency", "MAE_ARM_LABELS"]
 
@@ -107,9 +108,7 @@ def plot_label_efficiency(table: Mapping[str, Mapping[int, Sequence[float]]], ti
         ax.errorbar(sizes, 100 * means, yerr=100 * np.stack([low, high]), marker="o", ms=4, capsize=3,
                     label=MAE_ARM_LABELS.get(arm, arm), linestyle="--" if arm.startswith("probe") else "-")
     ax.set_xscale("log")
-    all_sizes = sorted({s for by_size in table.values() for s in by_size})
-    ax.set_xticks(all_sizes, [f"{s:,}" for s in all_sizes])  # the sizes that ran, as plain numbers
-    ax.minorticks_off()
+    label_sizes(ax, table)
     ax.set_xlabel("labelled training images")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
