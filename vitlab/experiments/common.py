@@ -174,30 +174,34 @@ class ResultsFile:
         """
         if "run_id" not in record:
             raise ResultsError("A results record needs a 'run_id'.")
-        with self._locked():
-            self._merge_from_disk()
+        with self._rewrite():
             self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
             self.finished = None
-            self._write()
 
     def remove(self, run_ids) -> None:
         """Drop the records of ``run_ids`` (from this object and the file), e.g. to train those runs again.
         The finished mark goes too."""
         drop = set(run_ids)
-        with self._locked():
-            self._merge_from_disk()
+        with self._rewrite():
             self.records = [r for r in self.records if r["run_id"] not in drop]
             self.finished = None
-            self._write()
 
     def mark_finished(self, budget: str) -> None:
         """Record that every run of ``budget`` is in the file (:func:`run_experiment` calls this at the
         end of a whole budget). A partial file, from an interrupted or still running budget, has no mark;
         :attr:`finished` tells them apart."""
-        with self._locked():
-            self._merge_from_disk()
+        with self._rewrite():
             self.finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
                              "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    @contextlib.contextmanager
+    def _rewrite(self):
+        """The one way this object changes its file: under the lock, take in what other processes wrote
+        (:meth:`_merge_from_disk`), let the caller change :attr:`records` / :attr:`finished`, then write
+        the whole file atomically. Nothing is written if the caller raises."""
+        with self._locked():
+            self._merge_from_disk()
+            yield
             self._write()
 
     def _merge_from_disk(self) -> None:
