@@ -55,7 +55,7 @@ def micro_results(micro_file, tmp_path, monkeypatch):
 
 
 def test_ablations_is_registered_for_vitlab_reproduce():
-    assert EXPERIMENTS["ablations"] == "vitlab.experiments.ablations:run"
+    assert EXPERIMENTS["ablations"] == "vitlab.experiments.ablations"
     assert get_experiment("ablations") is ablations.run
 
 

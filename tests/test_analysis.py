@@ -71,7 +71,10 @@ def test_recorder_on_vitlab_with_fused_attention_and_restores_the_model():
     for got, want in zip(rec.maps, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert model.fused_attn
-    assert all(not m._forward_hooks for m in model.modules())
+    recorded = len(rec.maps)
+    with torch.no_grad():
+        model(x)  # the hooks are gone: nothing more is recorded
+    assert len(rec.maps) == recorded
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     torch.testing.assert_close(rec.maps[0].sum(-1), torch.ones(3, 4, 50))
 
@@ -100,9 +103,12 @@ def test_recorder_fails_loudly_when_nothing_was_recorded():
 def test_recorder_restores_flags_when_the_forward_fails():
     model = _vitlab_model()
     with pytest.raises(InputShapeError):
-        with record_attention(model):
+        with record_attention(model) as rec:
             model(torch.randn(1, 3, 28, 28))
-    assert model.fused_attn and all(not m._forward_hooks for m in model.modules())
+    assert model.fused_attn
+    with torch.no_grad():
+        model(torch.randn(1, 1, 28, 28))  # the hooks are gone: nothing is recorded
+    assert rec.maps == []
 
 
 # ---------------------------------------------------------------- mean attention distance
@@ -215,14 +221,59 @@ def test_rollout_shape_errors():
         attention_rollout(_random_maps(), head_fusion="median")
 
 
-def test_gradient_rollout_zero_gradient_is_identity_and_class_rollout_runs():
+def test_gradient_rollout_zero_gradient_is_the_identity():
     maps = _random_maps(layers=2)
     r = gradient_rollout(maps, [torch.zeros_like(m) for m in maps])
     torch.testing.assert_close(r, torch.eye(10).expand(2, 10, 10))
+
+
+def test_gradient_rollout_by_hand_with_nonzero_gradients():
+    # one image, one head, two tokens. Layer 1: A = [[.5, .5], [.2, .8]], G = [[1, -1], [2, 0]]
+    # -> positive part of G * A = [[.5, 0], [.4, 0]] =: W1, and R1 = I + W1 I = [[1.5, 0], [.4, 1]].
+    a1, g1 = torch.tensor([[[[.5, .5], [.2, .8]]]]), torch.tensor([[[[1., -1.], [2., 0.]]]])
+    torch.testing.assert_close(gradient_rollout([a1], [g1]), torch.tensor([[[1.5, 0.], [.4, 1.]]]))
+    # layer 2: A = [[1, 0], [.5, .5]], G = [[0, 0], [-1, 4]] -> W2 = [[0, 0], [0, 2]];
+    # R2 = R1 + W2 R1 = [[1.5, 0], [.4, 1]] + [[0, 0], [.8, 2]] = [[1.5, 0], [1.2, 3]]
+    a2, g2 = torch.tensor([[[[1., 0.], [.5, .5]]]]), torch.tensor([[[[0., 0.], [-1., 4.]]]])
+    torch.testing.assert_close(gradient_rollout([a1, a2], [g1, g2]), torch.tensor([[[1.5, 0.], [1.2, 3.]]]))
+    # heads are averaged after the positive part: a second head with the negated gradient keeps its own
+    # positive entries, (-G * A)^+ = [[0, .5], [0, 0]], so W = ([[.5, 0], [.4, 0]] + [[0, .5], [0, 0]]) / 2
+    a, g = torch.cat([a1, a1], dim=1), torch.cat([g1, -g1], dim=1)
+    torch.testing.assert_close(gradient_rollout([a], [g]), torch.tensor([[[1.25, .25], [.2, 1.]]]))
+
+
+def test_class_rollout_matches_a_forward_written_out_by_hand():
+    """Independent: the ViT's forward from its weights, the softmax maps as leaves of the graph,
+    their gradients by autograd, and Chefer et al.'s rule R <- R + mean_h((G * A)^+) R written inline."""
+    torch.manual_seed(0)
     model = _vitlab_model()
-    rel = class_rollout(model, torch.randn(2, 1, 28, 28), target=3)
-    assert rel.shape == (2, 50, 50) and (rel >= 0).all()
-    assert model.fused_attn and not model.training
+    x = torch.randn(2, 1, 28, 28)
+    target = torch.tensor([3, 7])
+    maps = []
+    with torch.enable_grad():
+        tokens = model._pos_embed(model.patch_embed(x))
+        for block in model.blocks:
+            h = block.norm1(tokens)
+            B, N, D = h.shape
+            heads = block.attn.heads
+            q, k, v = block.attn.qkv(h).reshape(B, N, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+            attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // heads), dim=-1)  # (B, H, N, N)
+            maps.append(attn)
+            mixed = (attn @ v).transpose(1, 2).reshape(B, N, D)
+            tokens = tokens + block.attn.proj(mixed)
+            tokens = tokens + block.mlp(block.norm2(tokens))
+        logits = model.head(model.norm(tokens)[:, 0])
+        score = logits.gather(1, target[:, None]).sum()
+        grads = torch.autograd.grad(score, maps)
+    relevance = torch.eye(N).expand(B, N, N).double()
+    for attn, grad in zip(maps, grads):
+        assert grad.abs().max() > 0  # a real, non-zero gradient
+        relevance = relevance + (grad * attn).clamp_min(0).mean(dim=1).double() @ relevance
+    got = class_rollout(model, x, target=target)
+    assert got.shape == (2, 50, 50)
+    torch.testing.assert_close(got.double(), relevance, rtol=1e-5, atol=1e-6)
+    other = class_rollout(model, x, target=torch.tensor([4, 1]))
+    assert not torch.allclose(other, got)  # the class matters
 
 
 # ---------------------------------------------------------------- position embeddings and filters

@@ -1,4 +1,3 @@
-import json
 
 import pytest
 import torch
@@ -49,11 +48,24 @@ def test_foreign_safetensors_file(tmp_path):
         vitlab.load_checkpoint(tmp_path / "foreign.safetensors")
 
 
-def test_pickle_file_is_never_unpickled(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"x": torch.zeros(1)}, path)
+class _Booby:
+    """Unpickling this object creates a file: the proof that a pickle was executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_checkpoint_is_refused_without_running_its_code(tmp_path):
+    path, marker = tmp_path / "evil.pt", tmp_path / "the-pickle-ran"
+    torch.save({"x": torch.zeros(1), "payload": _Booby(marker)}, path)
     with pytest.raises(CheckpointError):
         vitlab.load_checkpoint(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the same file, unpickled: the payload runs (the test can fail)
+    assert marker.exists()
 
 
 def test_mismatched_checkpoint_names_the_differing_fields(tmp_path):
@@ -64,7 +76,27 @@ def test_mismatched_checkpoint_names_the_differing_fields(tmp_path):
         load_weights(_model(depth=2), path)
 
 
-def test_write_is_atomic_no_temp_files_left(tmp_path):
+def test_rewriting_a_checkpoint_leaves_no_temporary_files(tmp_path):
     vitlab.save_checkpoint(_model(), tmp_path / "m.safetensors")
     vitlab.save_checkpoint(_model(), tmp_path / "m.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_write_that_dies_halfway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    import vitlab.checkpoint
+
+    path = vitlab.save_checkpoint(_model(), tmp_path / "m.safetensors")
+    before = path.read_bytes()
+
+    def half_then_crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt  # the process is stopped mid-write
+
+    monkeypatch.setattr(vitlab.checkpoint, "save_file", half_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        vitlab.save_checkpoint(_model(), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    vitlab.load_checkpoint(path)

@@ -62,9 +62,19 @@ def test_a_missing_gpu_is_one_line_before_any_data_is_read(tmp_path, capsys, mon
     assert not (tmp_path / "h.json").exists()
 
 
-def test_console_script_is_installed():
+def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "vitlab.cli", "info", "--preset", "fmnist-vit"],
                           capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["parameters"] == 205_962
+
+
+def test_the_vitlab_console_script_is_installed_and_runs():
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "vitlab"  # where pip puts [project.scripts] in this environment
+    if not script.exists():
+        pytest.skip(f"vitlab is not pip-installed in {sys.prefix} (make install puts the script there)")
+    done = subprocess.run([str(script), "info", "--preset", "fmnist-vit"], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["parameters"] == 205_962
 
 

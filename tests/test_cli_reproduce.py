@@ -25,7 +25,7 @@ def fake_experiment(monkeypatch):
 
     module.run = run
     monkeypatch.setitem(sys.modules, "vitlab_fake_cli_experiment", module)
-    monkeypatch.setitem(EXPERIMENTS, "fake", "vitlab_fake_cli_experiment:run")
+    monkeypatch.setitem(EXPERIMENTS, "fake", "vitlab_fake_cli_experiment")
     return calls
 
 
@@ -60,13 +60,6 @@ def test_reproduce_argument_errors_are_clear(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-
-
-def test_a_registered_experiment_not_written_yet_is_a_one_line_error(capsys, monkeypatch):
-    monkeypatch.setitem(EXPERIMENTS, "later", "vitlab.experiments.not_written_yet:run")
-    assert main(["reproduce", "later", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "vitlab reproduce: error:" in err and "not in this vitlab yet" in err
 
 
 def test_a_foreign_results_file_is_refused(tmp_path, capsys, fake_experiment):
@@ -104,7 +97,7 @@ def test_an_interrupted_run_keeps_finished_runs_and_says_how_to_resume(tmp_path,
 
     module.run = run
     monkeypatch.setitem(sys.modules, "vitlab_fake_interrupted", module)
-    monkeypatch.setitem(EXPERIMENTS, "fake", "vitlab_fake_interrupted:run")
+    monkeypatch.setitem(EXPERIMENTS, "fake", "vitlab_fake_interrupted")
     path = tmp_path / "fake.json"
     assert main(["reproduce", "fake", "--results", str(path), "--quiet"]) == 130
     err = capsys.readouterr().err

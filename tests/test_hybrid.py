@@ -1,7 +1,6 @@
 """The hybrid model (ResNet stages -> feature map -> 1x1-patch tokens -> ViT) and the hybrid experiment."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

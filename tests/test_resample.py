@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
 import vitlab

@@ -90,12 +90,83 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lrs[-1] < 0.001
 
 
-def test_augmentation_keeps_shape_and_pixels():
-    images = torch.arange(2 * 28 * 28, dtype=torch.int64).remainder(256).to(torch.uint8).reshape(2, 1, 28, 28)
+def _crops_and_flips(image, pad=2):
+    """{(dy, dx, flipped): the crop} of every placement augment_batch may choose, by hand."""
+    C, H, W = image.shape
+    padded = torch.zeros(C, H + 2 * pad, W + 2 * pad, dtype=image.dtype)
+    padded[:, pad:pad + H, pad:pad + W] = image
+    out = {}
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            crop = padded[:, dy:dy + H, dx:dx + W]
+            out[(dy, dx, False)], out[(dy, dx, True)] = crop, crop.flip(-1)
+    return out
+
+
+def test_augmentation_is_a_padded_random_crop_and_a_random_flip():
+    """Every pixel value is distinct (1..64, padding is 0), so each output is exactly one of the 50
+    placements, found by hand; over many images every offset and both flips turn up."""
+    images = torch.arange(1, 65, dtype=torch.uint8).reshape(1, 1, 8, 8).repeat(400, 1, 1, 1)
     out = augment_batch(images, torch.Generator().manual_seed(0))
     assert out.shape == images.shape and out.dtype == torch.uint8
-    centre = out[:, :, 2:-2, 2:-2]  # interior pixels all come from the original image
-    assert set(centre.unique().tolist()) <= set(images.unique().tolist())
+    placements = _crops_and_flips(images[0])
+    chosen = []
+    for augmented in out:
+        matches = [key for key, crop in placements.items() if torch.equal(augmented, crop)]
+        assert len(matches) == 1, "an output that is no padded crop (or flip) of the image"
+        chosen.append(matches[0])
+    assert {(dy, dx) for dy, dx, _ in chosen} == {(dy, dx) for dy in range(5) for dx in range(5)}
+    flipped = sum(f for _, _, f in chosen) / len(chosen)
+    assert 0.4 < flipped < 0.6  # a fair coin over 400 images
+    again = augment_batch(images, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # the generator decides everything
+
+
+def test_fit_is_the_loop_written_out_by_hand():
+    """train() (through fit) ends with bitwise the weights of the recipe written out in full: per
+    epoch a generator seeded from (seed, epoch), a shuffled order, warm-up + cosine lr per step,
+    augmentation, label-smoothed cross-entropy, clipping, AdamW without decay on biases/norms/embeddings."""
+    import math
+
+    import torch.nn.functional as F
+
+    from vitlab.data import preprocess
+    from vitlab.training import _epoch_seed
+
+    model, train_set, _ = _setup()
+    trained = vitlab.train(model, train_set, CFG, progress=False).model
+
+    by_hand, train_set, _ = _setup()
+    is_table = lambda n, p: p.ndim <= 1 or "pos_embed" in n or n == "cls_token"  # noqa: E731
+    decay = [p for n, p in by_hand.named_parameters() if not is_table(n, p)]
+    no_decay = [p for n, p in by_hand.named_parameters() if is_table(n, p)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": CFG.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=CFG.lr)
+    steps = math.ceil(len(train_set) / CFG.batch_size)
+    total, warmup = CFG.epochs * steps, round(CFG.warmup_epochs * steps)
+    for epoch in range(CFG.epochs):
+        by_hand.train()
+        gen = torch.Generator().manual_seed(_epoch_seed(CFG.seed, epoch))
+        torch.manual_seed(_epoch_seed(CFG.seed, epoch))
+        order = torch.randperm(len(train_set), generator=gen)
+        for i in range(steps):
+            step = epoch * steps + i
+            if step < warmup:
+                lr = CFG.lr * (step + 1) / warmup
+            else:
+                progress = (step - warmup) / (total - warmup)
+                lr = CFG.min_lr + 0.5 * (CFG.lr - CFG.min_lr) * (1 + math.cos(math.pi * progress))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * CFG.batch_size:(i + 1) * CFG.batch_size]
+            x = preprocess(augment_batch(train_set.images[idx], gen))
+            loss = F.cross_entropy(by_hand(x), train_set.labels[idx], label_smoothing=CFG.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(by_hand.parameters(), CFG.grad_clip)
+            optimizer.step()
+    for (name, a), b in zip(trained.state_dict().items(), by_hand.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(label_smoothing=1.0)])

@@ -21,15 +21,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .config import config_from_dict, config_to_dict
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, CheckpointNotFoundError, ConfigError
 
 FORMAT = "vitlab"
 VERSION = "1"
 OPTIM_PREFIX = "optim."
 
 
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """A checkpoint path that does not exist."""
 
 
 def atomic_write(path: "str | Path", write) -> None:

@@ -6,8 +6,8 @@ A config is saved inside every checkpoint (as JSON), so a checkpoint rebuilds it
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from dataclasses import dataclass
+from typing import Any, Union
 
 from .errors import ConfigError, UnknownPresetError
 

@@ -45,3 +45,31 @@ class TrainingDivergedError(VitlabError, FloatingPointError):
 
 class DeviceUnavailableError(ConfigError):
     """A device (``'cuda'``, ``'cuda:1'``, ``'mps'``) that this machine or this torch build does not have."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
+class RecorderError(VitlabError, RuntimeError):
+    """The attention recorder found no attention to hook, or recorded nothing."""
+
+
+class ResultsError(VitlabError, ValueError):
+    """A results file that cannot be read, is corrupt, or belongs to another experiment."""
+
+
+class UnknownExperimentError(ConfigError):
+    """An experiment name that is not registered (see ``vitlab.experiments.EXPERIMENTS``)."""
+
+
+class UnknownBudgetError(ConfigError):
+    """A budget other than 'quick' or 'full'."""
+
+
+class TrainSizeError(ConfigError):
+    """A training-set size the data cannot provide (larger than the data, or not positive)."""
+
+
+class PictureUnavailable(VitlabError, RuntimeError):
+    """A README picture whose source (a committed full result) is not there yet."""

@@ -152,23 +152,13 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, queries: "int | None" = None,
-                key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D); with ``queries=Q`` only the first Q tokens ask (they still attend
-        to all N tokens) and the output is (B, Q, D), equal to the first Q rows of the full output.
-        ``key_padding``: optional (B, N) bool, True at padding tokens, which no query attends to."""
+    def forward(self, x: torch.Tensor, key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D). ``key_padding``: optional (B, N) bool, True at padding tokens,
+        which no query attends to."""
         B, N, D = x.shape
         allowed = None if key_padding is None else ~key_padding[:, None, None, :]  # (B, 1, 1, N)
-        if queries is None:
-            qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
-        else:  # the same weights, split: queries from the first Q tokens, keys and values from all
-            weight, bias = self.qkv.weight, self.qkv.bias  # (3D, D), (3D,)
-            q = F.linear(x[:, :queries], weight[:D], None if bias is None else bias[:D])  # (B, Q, D)
-            q = q.reshape(B, queries, self.heads, self.head_dim).transpose(1, 2)  # (B, H, Q, hd)
-            kv = F.linear(x, weight[D:], None if bias is None else bias[D:])  # (B, N, 2D)
-            k, v = kv.reshape(B, N, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-            N = queries
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
         x = attend_heads(self, q, k, v, allowed=allowed)  # (B, H, N, hd)
         x = x.transpose(1, 2).reshape(B, N, D)  # heads side by side again
         return self.proj_drop(self.proj(x))
@@ -220,13 +210,10 @@ class Block(nn.Module):
         self.mlp = MLP(dim=dim, hidden=int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, queries: "int | None" = None,
-                key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D); with ``queries=Q``, (B, Q, D): the first Q tokens' outputs only
-        (every token is still a key and a value). The ViT's last block uses it for the CLS token.
-        ``key_padding``: optional (B, N) bool, True at padding tokens (CLIP's captions), never attended to."""
-        attended = self.attn(self.norm1(x), queries=queries, key_padding=key_padding)
-        x = (x if queries is None else x[:, :queries]) + self.drop_path(attended)  # (B, N or Q, D)
+    def forward(self, x: torch.Tensor, key_padding: "torch.Tensor | None" = None) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D). ``key_padding``: optional (B, N) bool, True at padding tokens
+        (CLIP's captions), never attended to."""
+        x = x + self.drop_path(self.attn(self.norm1(x), key_padding=key_padding))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

@@ -21,7 +21,7 @@ import torch
 
 from .errors import ConfigError, InputShapeError
 
-__all__ = ["valid_patch_sizes", "patch_grid_size", "patchify", "unpatchify"]
+__all__ = ["valid_patch_sizes", "patch_grid_size", "grid_shape", "patchify", "unpatchify"]
 
 
 def valid_patch_sizes(img_size: int) -> list[int]:
@@ -56,6 +56,34 @@ def patch_grid_size(img_size: int, patch_size: int) -> int:
             "resize/crop the image to a multiple of the patch size."
         )
     return img_size // patch_size
+
+
+def grid_shape(num_patches: int, grid_size: "int | tuple[int, int] | None" = None,
+               name: str = "grid_size") -> tuple[int, int]:
+    """(rows, cols) of the row-major grid that ``num_patches`` patch tokens form.
+
+    The one place vitlab works this out (unpatchify, the analyses, the widgets).
+
+    Args:
+        num_patches: patch tokens, prefix tokens (CLS, registers) already left out.
+        grid_size: patches per side, or (rows, cols); None: the square grid, which must exist.
+        name: what the caller calls ``grid_size``, for the messages.
+    Raises:
+        InputShapeError: no square grid holds ``num_patches`` (pass grid_size, or check
+            num_prefix_tokens), or ``grid_size`` holds another number of patches.
+    """
+    if grid_size is None:
+        side = math.isqrt(num_patches)
+        if side * side != num_patches:
+            raise InputShapeError(
+                f"{num_patches} patch tokens are not a square number, so not a square grid; pass "
+                f"{name}=(rows, cols) for a non-square image (or check num_prefix_tokens).")
+        return side, side
+    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if rows * cols != num_patches:
+        raise InputShapeError(f"{name}={grid_size} holds {rows * cols} patches, but there are "
+                              f"{num_patches} patch tokens (after the prefix tokens).")
+    return rows, cols
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -121,20 +149,7 @@ def unpatchify(patches: torch.Tensor, patch_size: int, channels: int,
             f"unpatchify got patches of length {L}, but channels={C} and patch_size={P} give "
             f"C*P*P = {C * P * P}. Pass the channels and patch size the patches were made with."
         )
-    if grid_size is None:
-        h = math.isqrt(N)
-        if h * h != N:
-            raise InputShapeError(
-                f"unpatchify got N={N} patches, which is not a square number; pass grid_size=(h, w) "
-                "for a non-square image."
-            )
-        h, w = h, h
-    elif isinstance(grid_size, int):
-        h, w = grid_size, grid_size
-    else:
-        h, w = grid_size
-    if h * w != N:
-        raise InputShapeError(f"unpatchify: a {h}x{w} grid holds {h * w} patches, but got N={N}.")
+    h, w = grid_shape(N, grid_size)
     x = patches.reshape(B, h, w, C, P, P)  # (B, h, w, C, p1, p2)
     x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, h, p1, w, p2)
     return x.reshape(B, C, h * P, w * P)  # (B, C, H, W)

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -185,10 +186,111 @@ def check_device(device: "str | torch.device") -> torch.device:
     return dev
 
 
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Generator], "torch.Tensor | tuple[torch.Tensor, dict]"]
+
+
+def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainConfig | PretrainConfig", *,
+        run_info: dict, out_dir: "str | Path | None" = None, resume: bool = True, progress: bool = True,
+        loss_name: str = "loss", after_epoch: "Callable[[nn.Module], dict] | None" = None,
+        advice: str = "Lower the learning rate.", desc: str = "epochs") -> list[dict]:
+    """The one training loop: minimise ``batch_loss`` over shuffled mini-batches of example indices.
+
+    AdamW (no weight decay on biases, norms and embeddings), linear warm-up then cosine decay per step,
+    gradient clipping. Every epoch re-seeds its generator and torch's global RNG from (seed, epoch), so
+    a run resumed from its epoch checkpoint ends with the same weights as an uninterrupted one.
+    :func:`train` (classifiers), MAE and CLIP pre-training (:func:`pretrain`) all run through here.
+
+    Args:
+        model: the model to train, in place, already on its device.
+        num_examples: size of the training set; indices 0 .. num_examples - 1 are batched.
+        batch_loss: ``batch_loss(model, indices (b,), generator)`` -> the batch's mean loss (a 0-d
+            tensor), or ``(loss, sums)`` where ``sums`` maps names to per-batch totals (e.g. correct
+            predictions) that the history reports averaged over the epoch's examples. The generator is
+            for the batch's random draws (augmentation, masks, captions), in a fixed order.
+        cfg: the recipe (epochs, batch_size, lr, min_lr, warmup_epochs, weight_decay, grad_clip, seed).
+        run_info: JSON-ready description of the run, kept in the checkpoint; a checkpoint of another
+            run is not resumed from (CheckpointError).
+        out_dir: if given, ``checkpoint.safetensors`` (weights + optimizer), ``model.safetensors`` and
+            ``history.json`` are written there atomically after every epoch.
+        resume: continue from ``out_dir``'s checkpoint if there is one.
+        progress: tqdm bars.
+        loss_name: the history's key for the epoch's mean loss.
+        after_epoch: ``after_epoch(model) -> dict`` of more metrics for the epoch's record (evaluation);
+            it runs after the epoch's last step and may switch the model to eval mode.
+        advice: what the user can do if the loss diverges (for the error).
+        desc: the epochs bar's label.
+    Returns:
+        the history: one dict per epoch (epoch, lr, ``loss_name``, the averaged sums, after_epoch's
+        metrics, seconds), the resumed epochs included.
+    Raises:
+        TrainingDivergedError: the loss became NaN or infinite (the last epoch checkpoint is kept).
+        CheckpointError: ``out_dir`` holds a checkpoint of a different run.
+    """
+    if num_examples < 1:
+        raise ConfigError("The training set is empty.")
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
+    history: list[dict] = []
+    start_epoch = 0
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume and (out / CHECKPOINT_NAME).is_file():
+        saved = read_checkpoint_info(out / CHECKPOINT_NAME)["extra"]
+        if saved.get("run") != run_info:
+            raise CheckpointError(
+                f"{out} holds a checkpoint of a different run (saved {saved.get('run')}, now {run_info}). "
+                "Choose another output folder, or pass resume=False (--no-resume) to start over.")
+        load_weights(model, out / CHECKPOINT_NAME)
+        load_optimizer_state(optimizer, out / CHECKPOINT_NAME)
+        history = saved["history"]
+        start_epoch = saved["epoch"]
+    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress,
+                      initial=start_epoch, total=cfg.epochs)
+    for epoch in epochs_bar:
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout / stochastic depth
+        order = torch.randperm(num_examples, generator=gen)
+        loss_sum, sums, seen = 0.0, {}, 0
+        batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
+        for i in batches:
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step, total_steps, warmup_steps, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            loss = batch_loss(model, idx, gen)
+            loss, batch_sums = loss if isinstance(loss, tuple) else (loss, {})
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, epoch=epoch + 1, step=i + 1, lr=lr, advice=advice)
+            loss_sum += loss.item() * len(idx)
+            for name, value in batch_sums.items():
+                sums[name] = sums.get(name, 0) + value
+            seen += len(idx)
+            if i % 20 == 0:
+                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
+        record = {"epoch": epoch + 1, "lr": lr, loss_name: loss_sum / seen,
+                  **{name: total / seen for name, total in sums.items()}}
+        if after_epoch is not None:
+            record.update(after_epoch(model))
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        epochs_bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
+                                if k == loss_name or k.startswith("test_a")})
+        if out is not None:
+            extra = {"run": run_info, "epoch": epoch + 1, "history": history}
+            save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)
+            save_checkpoint(model, out / MODEL_NAME, extra=extra)
+            atomic_write_json(out / HISTORY_NAME, extra)
+    model.eval()
+    return history
+
+
 def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
           test_set: "ImageDataset | None" = None, out_dir: "str | Path | None" = None,
           resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu") -> TrainResult:
-    """Train a classifier on an in-memory dataset, evaluating after every epoch.
+    """Train a classifier on an in-memory dataset, evaluating after every epoch (through :func:`fit`).
 
     Args:
         model: the model, e.g. ``vitlab.build_model('fmnist-vit')`` (built after ``seed_everything``).
@@ -211,66 +313,67 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
         raise ConfigError("train_set is empty.")
     device = check_device(device)
     model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
+    images, labels = train_set.images, train_set.labels
+
+    def batch_loss(model: nn.Module, idx: torch.Tensor, gen: torch.Generator):
+        batch = augment_batch(images[idx], gen) if cfg.augment else images[idx]
+        x, y = preprocess(batch).to(device), labels[idx].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        return loss, {"train_accuracy": (logits.argmax(1) == y).sum().item()}
+
+    def test_metrics(model: nn.Module) -> dict:
+        metrics = evaluate(model, test_set)
+        return {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"]}
+
     run_info = {"train": dataclasses.asdict(cfg), "train_set": train_set.name, "train_size": len(train_set)}
-    history: list[dict] = []
-    start_epoch = 0
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and resume and (out / CHECKPOINT_NAME).is_file():
-        saved = read_checkpoint_info(out / CHECKPOINT_NAME)["extra"]
-        if saved.get("run") != run_info:
-            raise CheckpointError(
-                f"{out} holds a checkpoint of a different run (saved {saved.get('run')}, now {run_info}). "
-                "Choose another output folder, or pass resume=False (--no-resume) to start over.")
-        load_weights(model, out / CHECKPOINT_NAME)
-        load_optimizer_state(optimizer, out / CHECKPOINT_NAME)
-        history = saved["history"]
-        start_epoch = saved["epoch"]
-    labels = train_set.labels
-    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc="epochs", disable=not progress,
-                      initial=start_epoch, total=cfg.epochs)
-    for epoch in epochs_bar:
-        t0 = time.perf_counter()
-        model.train()
-        gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout / stochastic depth
-        order = torch.randperm(len(train_set), generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
-        batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
-        for i in batches:
-            step = epoch * steps_per_epoch + i
-            lr = lr_at(step, total_steps, warmup_steps, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            images = train_set.images[idx]
-            if cfg.augment:
-                images = augment_batch(images, gen)
-            x, y = preprocess(images).to(device), labels[idx].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip, epoch=epoch + 1, step=i + 1, lr=lr,
-                           advice="Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or "
-                                  "check the inputs for NaNs. The last good checkpoint is kept.")
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(idx)
-            if i % 20 == 0:
-                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
-        if test_set is not None:
-            metrics = evaluate(model, test_set)
-            record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        epochs_bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.startswith(("train_l", "test_a"))})
-        if out is not None:
-            extra = {"run": run_info, "epoch": epoch + 1, "history": history}
-            save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)
-            save_checkpoint(model, out / MODEL_NAME, extra=extra)
-            atomic_write_json(out / HISTORY_NAME, extra)
-    model.eval()
-    return TrainResult(model=model, history=history, out_dir=out)
+    history = fit(model, len(train_set), batch_loss, cfg, run_info=run_info, out_dir=out_dir, resume=resume,
+                  progress=progress, loss_name="train_loss", after_epoch=test_metrics if test_set is not None else None,
+                  advice="Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or "
+                         "check the inputs for NaNs. The last good checkpoint is kept.")
+    return TrainResult(model=model, history=history, out_dir=Path(out_dir) if out_dir is not None else None)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How to pre-train without labels (MAE, CLIP): the recipe of :func:`fit` without label smoothing."""
+
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 256  # images per optimisation step
+    lr: float = 1.5e-3  # peak learning rate, reached after warm-up
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
+    warmup_epochs: float = 1.0  # linear warm-up length, in epochs
+    weight_decay: float = 0.05  # AdamW decoupled weight decay (not on biases, norms, embeddings)
+    grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
+    augment: bool = True  # random crop (pad 2) + horizontal flip of the uint8 images
+    seed: int = 0  # weights (if built after seed_everything), batch order, masks, augmentation
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"PretrainConfig.{name} must be a positive int, got {value!r}.")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("warmup_epochs, weight_decay and grad_clip must be >= 0.")
+
+
+def pretrain(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: PretrainConfig, *,
+             out_dir: "str | Path | None" = None, resume: bool = True, progress: bool = True,
+             run_info: "dict | None" = None, desc: str = "pretrain") -> list[dict]:
+    """Self-supervised training (MAE, CLIP) through :func:`fit`: the history's key is ``loss``.
+
+    Args:
+        model: the model to train (in place).
+        num_examples: size of the training set.
+        batch_loss: ``batch_loss(model, indices (b,), generator) -> ()`` loss of one mini-batch.
+        cfg: the recipe.
+        out_dir, resume, progress, desc: as for :func:`fit`.
+        run_info: more JSON-ready description of the run (the model, the data) for the checkpoint.
+    Returns:
+        the history: one dict per epoch (epoch, lr, loss, seconds).
+    """
+    info = {"pretrain": dataclasses.asdict(cfg), "num_examples": num_examples, **(run_info or {})}
+    return fit(model, num_examples, batch_loss, cfg, run_info=info, out_dir=out_dir, resume=resume,
+               progress=progress, desc=desc)

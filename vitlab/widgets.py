@@ -118,7 +118,7 @@ class AttentionExplorer:
 
     def __init__(self, model, images, class_names=None, labels=None, patch_size=None) -> None:
         from .analysis import record_attention
-        from .analysis.distance import _grid
+        from .patches import grid_shape
         from .data import preprocess
 
         if images.ndim != 4 or images.dtype != torch.uint8:
@@ -135,7 +135,7 @@ class AttentionExplorer:
         self.predictions = logits.argmax(dim=1)
         L, B, H, N, _ = self.maps.shape
         self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 1)
-        self.grid, _ = _grid(N - self.num_prefix_tokens, None)  # square grid, or InputShapeError
+        self.grid, _ = grid_shape(N - self.num_prefix_tokens, None)  # square grid, or InputShapeError
         self.patch_size = patch_size or images.shape[-1] // self.grid
         style = {"description_width": "90px"}
         self.image = widgets.IntSlider(0, 0, B - 1, description="image", style=style)

@@ -20,21 +20,7 @@ import math
 import torch
 
 from ..errors import InputShapeError
-
-
-def _grid(num_patches: int, grid_size) -> tuple[int, int]:
-    if grid_size is None:
-        side = math.isqrt(num_patches)
-        if side * side != num_patches:
-            raise InputShapeError(
-                f"{num_patches} patch tokens do not form a square grid; pass grid_size=(rows, cols) "
-                "(or check num_prefix_tokens).")
-        return side, side
-    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
-    if rows * cols != num_patches:
-        raise InputShapeError(f"grid_size={grid_size} gives {rows * cols} patches but the attention has "
-                              f"{num_patches} patch tokens (after the prefix tokens).")
-    return rows, cols
+from ..patches import grid_shape
 
 
 def patch_distances(grid_size: "int | tuple[int, int]", patch_size: float = 1.0) -> torch.Tensor:
@@ -66,7 +52,7 @@ def mean_attention_distance(attn: torch.Tensor, patch_size: float, grid_size=Non
     n = attn.shape[-1] - num_prefix_tokens
     if num_prefix_tokens < 0 or n < 1:
         raise InputShapeError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch tokens in {tuple(attn.shape)}.")
-    rows, cols = _grid(n, grid_size)
+    rows, cols = grid_shape(n, grid_size)
     dtype = attn.dtype if attn.is_floating_point() else torch.float32
     weights = attn[..., num_prefix_tokens:, num_prefix_tokens:].to(dtype)  # (..., M, M)
     if renormalize:

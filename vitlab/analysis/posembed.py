@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputShapeError
-from .distance import _grid
+from ..patches import grid_shape
 
 
 def pos_embed_similarity(pos_embed: torch.Tensor, grid_size=None, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -24,7 +24,7 @@ def pos_embed_similarity(pos_embed: torch.Tensor, grid_size=None, num_prefix_tok
     if table.ndim != 2 or (pos_embed.ndim == 3 and pos_embed.shape[0] != 1):
         raise InputShapeError(f"pos_embed must be (1, N, D) or (N, D), got {tuple(pos_embed.shape)}.")
     patches = table[num_prefix_tokens:].detach().to(torch.float64)  # (M, D)
-    rows, cols = _grid(patches.shape[0], grid_size)
+    rows, cols = grid_shape(patches.shape[0], grid_size)
     unit = F.normalize(patches, dim=-1)
     sim = unit @ unit.T  # (M, M)
     return sim.reshape(rows, cols, rows, cols).to(torch.float32)

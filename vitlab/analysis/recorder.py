@@ -11,11 +11,9 @@ from __future__ import annotations
 from torch import nn
 import torch
 
-from ..errors import VitlabError
+from ..errors import RecorderError
 
 
-class RecorderError(VitlabError, RuntimeError):
-    """The recorder found no attention to hook, or recorded nothing."""
 
 
 def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:

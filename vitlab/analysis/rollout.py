@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError, InputShapeError
-from .distance import _grid
+from ..patches import grid_shape
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -88,7 +88,7 @@ def rollout_to_map(rollout: torch.Tensor, grid_size=None, num_prefix_tokens: int
     """
     if rollout.ndim != 3:
         raise InputShapeError(f"rollout must be (B, N, N), got {tuple(rollout.shape)}.")
-    rows, cols = _grid(rollout.shape[-1] - num_prefix_tokens, grid_size)
+    rows, cols = grid_shape(rollout.shape[-1] - num_prefix_tokens, grid_size)
     return rollout[:, token, num_prefix_tokens:].reshape(-1, rows, cols)
 
 

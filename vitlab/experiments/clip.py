@@ -36,7 +36,8 @@ from ..text import (FASHION_MNIST_CAPTION_NAMES, HELD_OUT_TEMPLATES, TRAIN_TEMPL
                     fill_template)
 from ..training import augment_batch
 from .common import ResultsFile, check_budget, default_results_path, git_commit
-from .mae import PretrainConfig, pretrain, run_dir
+from ..training import PretrainConfig, pretrain
+from .mae import run_dir
 
 EXPERIMENT = "clip"
 

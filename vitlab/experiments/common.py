@@ -15,7 +15,6 @@ progress and picks up where it stopped when started again.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import datetime
 import json
@@ -31,27 +30,21 @@ from torch import nn
 
 from ..checkpoint import atomic_write_json
 from ..config import config_to_dict
-from ..errors import ConfigError, VitlabError
+from ..errors import (ConfigError, ResultsError, TrainSizeError, UnknownBudgetError,  # noqa: F401 (re-exported)
+                      UnknownExperimentError, VitlabError)
+from ..flops import count_forward_flops, count_train_flops
 from ..seed import seed_everything
 
 BUDGETS = ("quick", "full")  # quick: <= 3 min on 2 CPU cores (notebooks, CI); full: the committed result
 FORMAT = 1  # version of the results-file layout
 
 
-class ResultsError(VitlabError, ValueError):
-    """A results file that cannot be read, is corrupt, or belongs to another experiment."""
 
 
-class UnknownExperimentError(ConfigError):
-    """An experiment name that is not registered (see ``vitlab.experiments.EXPERIMENTS``)."""
 
 
-class UnknownBudgetError(ConfigError):
-    """A budget other than 'quick' or 'full'."""
 
 
-class TrainSizeError(ConfigError):
-    """A training-set size the data cannot provide (larger than the data, or not positive)."""
 
 
 def repo_root() -> Path:
@@ -272,55 +265,6 @@ def committed_results(experiment: str) -> "tuple[ResultsFile | None, str]":
                       f"{experiment} --budget full`)")
     return results, (f"committed full result: {shown} ({len(results)} records, finished "
                      f"{results.finished.get('at', '?')[:10]})")
-
-
-def _count_flops(model: nn.Module, input_shape: tuple, backward: bool, batch: int = 2) -> int:
-    """FLOPs (matmul, conv, attention: 2 per multiply-add) for ``batch`` images, on a copy of the model."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ConfigError(f"input_shape must be (C, H, W) of positive ints for one image, got {input_shape!r}.")
-    probe = copy.deepcopy(model).cpu().float().eval()  # eval: batch norm does not update its statistics
-    x = torch.zeros(batch, *shape)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        if backward:
-            probe(x).sum().backward()
-        else:
-            with torch.no_grad():
-                probe(x)
-    return counter.get_total_flops()
-
-
-def count_forward_flops(model: nn.Module, input_shape: "tuple[int, int, int]") -> int:
-    """Forward-pass FLOPs for one image, counted by ``torch.utils.flop_counter.FlopCounterMode``.
-
-    Counts matrix multiplies, convolutions and fused attention (2 FLOPs per multiply-add); element-wise
-    operations (norms, activations, softmax) are not counted, as in the papers' tables.
-
-    Args:
-        model: any classifier taking (B, C, H, W) images (a copy is run; the model is not touched).
-        input_shape: one image's shape (C, H, W), e.g. (1, 28, 28).
-    Returns:
-        FLOPs per image (int).
-    """
-    return _count_flops(model, input_shape, backward=False) // 2
-
-
-def count_train_flops(model: nn.Module, input_shape: "tuple[int, int, int]", images_seen: int) -> int:
-    """Training FLOPs: forward + backward for one image (counted, not the usual 3x guess) × images seen.
-
-    Args:
-        model: the classifier (a copy is run).
-        input_shape: one image's shape (C, H, W).
-        images_seen: images processed in training (epochs × train size, or steps × batch).
-    Returns:
-        Total training FLOPs (int).
-    """
-    if not isinstance(images_seen, int) or images_seen < 0:
-        raise ConfigError(f"images_seen must be a whole number >= 0, got {images_seen!r}.")
-    return _count_flops(model, input_shape, backward=True) // 2 * images_seen
 
 
 def git_commit() -> "str | None":

@@ -9,8 +9,8 @@ size and seed four arms:
 * ``finetune-mae``: every weight trained, starting from the pre-trained encoder;
 * ``scratch``: the same ViT and recipe, starting from random weights.
 
-``vitlab reproduce mae --budget quick|full``. This module also holds the small self-supervised
-training loop (:func:`pretrain`) that MAE and CLIP share: ``vitlab.training.train`` is for classifiers.
+``vitlab reproduce mae --budget quick|full``. Pre-training runs through vitlab's one training loop
+(``vitlab.training.pretrain``, re-exported here).
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import dataclasses
 import datetime
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import (atomic_write_json, load_checkpoint, load_optimizer_state, load_weights,
-                          read_checkpoint_info, save_checkpoint)
+from ..checkpoint import (load_checkpoint)
 from ..config import config_to_dict
 from ..data import fashion_mnist, preprocess
 from ..errors import CheckpointError, ConfigError, InputShapeError
@@ -37,7 +34,7 @@ from ..models import count_parameters
 from ..models.mae import MAE, MAEConfig, vit_from_mae
 from ..models.vit import ViT
 from ..seed import seed_everything
-from ..training import TrainConfig, _param_groups, augment_batch, lr_at, optimizer_step
+from ..training import PretrainConfig, TrainConfig, augment_batch, pretrain
 from .common import ResultsFile, check_budget, default_results_path, git_commit, run_classifier
 
 EXPERIMENT = "mae"
@@ -45,108 +42,6 @@ ARMS = ("probe-mae", "probe-random", "finetune-mae", "scratch")
 
 __all__ = ["PretrainConfig", "pretrain", "run", "BUDGET_SETTINGS", "ARMS", "run_dir", "pretrained_mae",
            "encoder_features", "linear_probe", "accuracy_table", "reconstruction_errors", "finetune_config"]
-
-
-# ---- a small self-supervised training loop (MAE and CLIP) ------------------------------------------
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """How to pre-train without labels (AdamW, linear warm-up + cosine decay, as vitlab.train)."""
-
-    epochs: int = 10  # passes over the training images
-    batch_size: int = 256  # images per optimisation step
-    lr: float = 1.5e-3  # peak learning rate, reached after warm-up
-    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
-    warmup_epochs: float = 1.0  # linear warm-up length, in epochs
-    weight_decay: float = 0.05  # AdamW decoupled weight decay (not on biases, norms, embeddings)
-    grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
-    augment: bool = True  # random crop (pad 2) + horizontal flip of the uint8 images
-    seed: int = 0  # weights (if built after seed_everything), batch order, masks, augmentation
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"PretrainConfig.{name} must be a positive int, got {value!r}.")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
-        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("warmup_epochs, weight_decay and grad_clip must be >= 0.")
-
-
-BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def pretrain(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: PretrainConfig, *,
-             out_dir: "str | Path | None" = None, resume: bool = True, progress: bool = True,
-             run_info: "dict | None" = None, desc: str = "pretrain") -> list[dict]:
-    """Minimise ``batch_loss`` over shuffled mini-batches of example indices.
-
-    Repeatable and resumable like :func:`vitlab.training.train`: every epoch re-seeds its generator
-    from (seed, epoch), and ``out_dir`` gets ``checkpoint.safetensors`` (weights + optimizer),
-    ``model.safetensors`` and ``history.json`` rewritten atomically after every epoch.
-
-    Args:
-        model: the model to train (in place).
-        num_examples: size of the training set; indices 0 .. num_examples - 1 are batched.
-        batch_loss: ``batch_loss(model, indices (b,), generator) -> ()`` loss of one mini-batch; the
-            generator is for the batch's random draws (masks, augmentation, captions).
-        cfg: the recipe.
-        out_dir: where checkpoints go (None: nowhere).
-        resume: continue from ``out_dir``'s checkpoint if it is of the same run.
-        progress: tqdm bars.
-        run_info: JSON-ready description of the run, stored in the checkpoint; a checkpoint with
-            another one is not resumed from (CheckpointError).
-        desc: the progress bar's label.
-    Returns:
-        the history: one dict per epoch (epoch, lr, loss, seconds).
-    """
-    if num_examples < 1:
-        raise ConfigError("pretrain: the training set is empty.")
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
-    run_info = {"pretrain": dataclasses.asdict(cfg), "num_examples": num_examples, **(run_info or {})}
-    out = Path(out_dir) if out_dir is not None else None
-    history: list[dict] = []
-    start = 0
-    if out is not None and resume and (out / "checkpoint.safetensors").is_file():
-        saved = read_checkpoint_info(out / "checkpoint.safetensors")["extra"]
-        if saved.get("run") != run_info:
-            raise CheckpointError(f"{out} holds a checkpoint of a different run ({saved.get('run')}); "
-                                  "choose another folder or pass resume=False.")
-        load_weights(model, out / "checkpoint.safetensors")
-        load_optimizer_state(optimizer, out / "checkpoint.safetensors")
-        history, start = saved["history"], saved["epoch"]
-    bar = tqdm(range(start, cfg.epochs), desc=desc, disable=not progress, initial=start, total=cfg.epochs)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        seed = cfg.seed * 1_000_003 + epoch
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # dropout, if any
-        order = torch.randperm(num_examples, generator=gen)
-        loss_sum = 0.0
-        for i in range(steps_per_epoch):
-            lr = lr_at(epoch * steps_per_epoch + i, total_steps, warmup_steps, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            loss = batch_loss(model, idx, gen)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip, epoch=epoch + 1, step=i + 1, lr=lr,
-                           advice="Lower the learning rate.")
-            loss_sum += loss.item() * len(idx)
-        history.append({"epoch": epoch + 1, "lr": lr, "loss": loss_sum / num_examples,
-                        "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-        if out is not None:
-            extra = {"run": run_info, "epoch": epoch + 1, "history": history}
-            save_checkpoint(model, out / "checkpoint.safetensors", extra=extra, optimizer=optimizer)
-            save_checkpoint(model, out / "model.safetensors", extra=extra)
-            atomic_write_json(out / "history.json", extra)
-    model.eval()
-    return history
 
 
 # ---- features and the linear probe (pure tensor functions) -----------------------------------------

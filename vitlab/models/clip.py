@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import ViTConfig, check_positive_ints, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
-from ..layers import Attention, Block, init_vit_weights
+from ..layers import Block, init_vit_weights
 from ..text import BOS, EOS, PAD, default_tokenizer, fill_template, WordTokenizer
 from .vit import ViT
 

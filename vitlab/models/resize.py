@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputShapeError
+from ..patches import grid_shape
 from .vit import ViT
 
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
@@ -64,20 +65,8 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: "int | tuple[int, int]
                           f"{num_tokens} rows, got {num_prefix_tokens!r}.")
     num_patches = num_tokens - num_prefix_tokens
     new_rows, new_cols = _as_grid(new_grid, "new_grid")
-    if old_grid is None:
-        side = round(num_patches**0.5)
-        if side * side != num_patches:
-            raise InputShapeError(
-                f"The table has {num_patches} patch rows (after {num_prefix_tokens} prefix rows), which is "
-                "not a square grid; pass old_grid=(rows, cols), or check num_prefix_tokens.")
-        old_rows, old_cols = side, side
-    else:
-        old_rows, old_cols = _as_grid(old_grid, "old_grid")
-        if old_rows * old_cols != num_patches:
-            raise InputShapeError(
-                f"old_grid={old_grid!r} has {old_rows * old_cols} patches but the table has {num_patches} "
-                f"patch rows (shape {tuple(pos_embed.shape)}, num_prefix_tokens={num_prefix_tokens}); "
-                "pass the grid the table was trained on.")
+    old_rows, old_cols = grid_shape(num_patches, None if old_grid is None else _as_grid(old_grid, "old_grid"),
+                                    name="old_grid")
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     image = patches.float().reshape(1, old_rows, old_cols, dim).permute(0, 3, 1, 2)  # (1, D, rows, cols)
     smooth = antialias and mode != "nearest"

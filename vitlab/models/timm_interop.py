@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
 from torch import nn
 
 from ..config import ViTConfig

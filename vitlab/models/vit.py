@@ -140,32 +140,5 @@ class ViT(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> logits (B, num_classes).
-
-        With ``pool='cls'`` the head reads only the CLS token, so the last block computes only that
-        token's output (its query, attention row and MLP; every token is still a key and a value)
-        and the final norm is applied to it alone: the same logits as
-        ``forward_head(forward_features(x))``, with less work. The full path runs instead whenever
-        something may watch the last block: attention recording (the explicit path) or a hook on
-        the last block or the final norm.
-        """
-        if not self._cls_only_last_block():
-            return self.forward_head(self.forward_features(x))
-        self.check_input(x)
-        x = self._pos_embed(self.patch_embed(x))  # (B, 1 + N, D)
-        *body, last = self.blocks
-        for block in body:
-            x = block(x)
-        x = last(x, queries=1)  # (B, 1, D): the CLS token only
-        return self.forward_head(self.norm(x))
-
-    def _cls_only_last_block(self) -> bool:
-        if self.cfg.pool != "cls" or self.num_prefix_tokens != 1 or len(self.blocks) == 0:
-            return False
-        last = self.blocks[-1]
-        if not last.attn.fused:  # the attention recorder is listening (explicit path)
-            return False
-        watched = [m for m in (*last.modules(), self.norm, self.blocks)
-                   if m._forward_hooks or m._forward_pre_hooks]
-        return not watched and not nn.modules.module._global_forward_hooks \
-            and not nn.modules.module._global_forward_pre_hooks
+        """Images (B, C, H, W) -> logits (B, num_classes): the paper's picture, nothing else."""
+        return self.forward_head(self.forward_features(x))
