@@ -41,6 +41,23 @@ def test_argument_errors_are_clear(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--grad-clip", "nan"], "TrainConfig.grad_clip must be a finite number >= 0, got nan."),
+    (["--weight-decay", "nan"], "TrainConfig.weight_decay must be a finite number >= 0, got nan."),
+    (["--min-lr", "-1"], "TrainConfig.min_lr must be a finite number in [0, 1], got -1.0."),
+    (["--warmup-epochs", "inf"], "TrainConfig.warmup_epochs must be a finite number >= 0, got inf."),
+    (["--lr", "1e38"], "TrainConfig.lr must be a finite number in (0, 1], got 1e+38."),
+    (["--seed", "-1"], "TrainConfig.seed must be an int in [0, 4294967296), got -1."),
+    (["--seed", str(2**64)], "TrainConfig.seed must be an int in [0, 4294967296)"),
+])
+def test_a_recipe_number_out_of_range_is_one_line_before_anything_is_written(flags, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--epochs", "1", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_vitlab_errors_become_one_line_messages(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
     assert "No checkpoint" in capsys.readouterr().err

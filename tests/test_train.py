@@ -169,10 +169,30 @@ def test_fit_is_the_loop_written_out_by_hand():
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(label_smoothing=1.0)])
-def test_bad_training_configs(kwargs):
-    with pytest.raises(vitlab.ConfigError):
-        TrainConfig(**kwargs)
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be a positive int"), ("epochs", True, "epochs must be a positive int"),
+    ("batch_size", 0, "batch_size must be a positive int"),
+    ("lr", -1.0, r"lr must be a finite number in \(0, 1\]"), ("lr", 1e38, "lr must be"), ("lr", NAN, "lr must be"),
+    ("min_lr", -1.0, r"min_lr must be a finite number in \[0, 1\]"), ("min_lr", 0.5, "min_lr=0.5 is above lr"),
+    ("warmup_epochs", NAN, "warmup_epochs must be a finite number >= 0"), ("warmup_epochs", INF, "warmup_epochs"),
+    ("weight_decay", NAN, "weight_decay must be a finite number >= 0"), ("weight_decay", -0.1, "weight_decay"),
+    ("grad_clip", NAN, "grad_clip must be a finite number >= 0"), ("grad_clip", INF, "grad_clip"),
+    ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\)"), ("label_smoothing", NAN, "label_smoothing"),
+    ("augment", "yes", "augment must be True or False"),
+    ("seed", -1, r"seed must be an int in \[0, 4294967296\)"), ("seed", 2**63, "seed must be"), ("seed", 1.5, "seed"),
+])
+@pytest.mark.parametrize("recipe", ["TrainConfig", "PretrainConfig"])
+def test_every_number_of_a_recipe_is_checked_before_anything_trains(recipe, field, value, message):
+    import vitlab.training
+
+    cls = getattr(vitlab.training, recipe)
+    if not any(f.name == field for f in __import__("dataclasses").fields(cls)):
+        pytest.skip(f"{recipe} has no {field}")
+    with pytest.raises(vitlab.ConfigError, match=f"{recipe}.{message}"):
+        cls(**{field: value})
 
 
 def test_optimizer_step_hand_computed_with_and_without_clipping():
@@ -253,3 +273,60 @@ def test_training_on_a_missing_gpu_fails_before_touching_the_model(monkeypatch):
         vitlab.load_checkpoint("data/checkpoints/fmnist-vit/model.safetensors", map_location="cuda")
     with pytest.raises(vitlab.DeviceUnavailableError):  # the experiments check before loading data
         vitlab.run_experiment("hybrid", results_path="unused.json", device="cuda")
+
+
+# ---- the run folder: one commit point, one writer ---------------------------------------------------
+
+def test_a_kill_between_the_last_epochs_writes_is_repaired_by_the_rerun(tmp_path, monkeypatch):
+    """The checkpoint is written first; killed before model.safetensors and history.json follow, the
+    same command run again brings both to the checkpoint's epoch (they stayed an epoch behind before)."""
+    import json
+
+    import vitlab.training as train_module
+    from vitlab.checkpoint import load_weights
+
+    real = train_module.save_checkpoint
+
+    def killed_after_the_last_checkpoint(model, path, **kw):
+        if path.name == "model.safetensors" and kw["extra"]["epoch"] == CFG.epochs:
+            raise KeyboardInterrupt  # kill -9 between the two writes
+        return real(model, path, **kw)
+
+    model, train_set, _ = _setup()
+    monkeypatch.setattr(train_module, "save_checkpoint", killed_after_the_last_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        vitlab.train(model, train_set, CFG, out_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "history.json").read_text())["epoch"] == CFG.epochs - 1  # an epoch behind
+    (tmp_path / "model.safetensors.x1y2.tmp").write_bytes(b"left by a killed write")
+
+    model, train_set, _ = _setup()
+    again = vitlab.train(model, train_set, CFG, out_dir=tmp_path, progress=False)
+    assert len(again.history) == CFG.epochs
+    assert json.loads((tmp_path / "history.json").read_text())["epoch"] == CFG.epochs
+    shipped, resumed = vitlab.load_checkpoint(tmp_path / "model.safetensors"), _setup()[0]
+    load_weights(resumed, tmp_path / CHECKPOINT_NAME)
+    for (name, a), b in zip(shipped.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    """Another process holding the run folder (a training in progress): train() refuses at once."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vitlab.checkpoint import folder_lock\n"
+         f"with folder_lock({str(tmp_path)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        model, train_set, _ = _setup()
+        with pytest.raises(vitlab.errors.FolderBusyError, match="another vitlab process"):
+            vitlab.train(model, train_set, CFG, out_dir=tmp_path, progress=False)
+        assert not (tmp_path / CHECKPOINT_NAME).exists()
+    finally:
+        holder.communicate("", timeout=30)
+    model, train_set, _ = _setup()
+    vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32), out_dir=tmp_path, progress=False)  # free again

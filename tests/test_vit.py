@@ -201,6 +201,14 @@ def test_vitlab_never_reads_torchs_private_hook_dictionaries():
 
 
 @pytest.mark.parametrize("field, value, message", [
+    ("mlp_ratio", float("nan"), "ViTConfig.mlp_ratio must be positive"),
+    ("mlp_ratio", float("inf"), "ViTConfig.mlp_ratio must be positive"),
+    ("norm_eps", 0.0, "ViTConfig.norm_eps must be positive"),
+    ("norm_eps", float("nan"), "ViTConfig.norm_eps must be positive"),
+    ("qkv_bias", 1, "ViTConfig.qkv_bias must be True or False"),
+    ("num_classes", -1, r"ViTConfig.num_classes must be an int >= 0"),
+    ("num_classes", 2.0, r"ViTConfig.num_classes must be an int >= 0"),
+    ("drop_rate", float("nan"), r"ViTConfig.drop_rate must be in \[0, 1\)"),
     ("mlp_ratio", 0.0, "ViTConfig.mlp_ratio must be positive"),
     ("drop_path_rate", 1.0, r"ViTConfig.drop_path_rate must be in \[0, 1\)"),
     ("depth", True, "ViTConfig.depth must be a positive int"),

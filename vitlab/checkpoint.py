@@ -9,6 +9,7 @@ A training checkpoint also holds the optimizer's tensors under ``optim.*`` keys.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .config import config_from_dict, config_to_dict
-from .errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from .errors import CheckpointError, CheckpointNotFoundError, ConfigError, FolderBusyError
 
 FORMAT = "vitlab"
 VERSION = "1"
@@ -43,6 +44,35 @@ def atomic_write(path: "str | Path", write) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: "str | Path", *, wait: bool = True):
+    """Hold an exclusive lock on a folder (the folder itself, so no lock file is left behind and the
+    atomic writes inside it, which replace files, do not lose the lock).
+
+    Args:
+        folder: created if missing.
+        wait: block until the lock is free; otherwise raise :class:`FolderBusyError` at once.
+    Where the platform has no ``fcntl`` (Windows) nothing is locked; the writes stay atomic.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise FolderBusyError(f"{folder} is being written by another vitlab process (a training run into the "
+                                  "same folder). Wait for it to finish, or choose another output folder.") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write_json(path: "str | Path", data: Any) -> None:

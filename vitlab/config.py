@@ -6,14 +6,60 @@ A config is saved inside every checkpoint (as JSON), so a checkpoint rebuilds it
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from .errors import ConfigError, UnknownPresetError
 
 POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
 POOLS = ("cls", "gap")
 DROP_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+
+
+SEED_LIMIT = 2**32  # seeds are ints in [0, 2**32): every generator vitlab seeds accepts them
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# One rule per field name, for every config that has the field (model configs, TrainConfig,
+# PretrainConfig): (what the field must be, as the message says it, test). Checked by check_fields.
+FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {}
+for _names, _rule in [
+    (("mlp_ratio", "token_mlp_ratio", "norm_eps", "init_temperature", "max_logit_scale"),
+     _POSITIVE := ("positive (a finite number > 0)", lambda v: _is_number(v) and v > 0)),
+    (("drop_rate", "attn_drop_rate", "drop_path_rate", "label_smoothing"),
+     _RATE := ("in [0, 1) (a finite number)", lambda v: _is_number(v) and 0 <= v < 1)),
+    (("lr",), ("a finite number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)),
+    (("min_lr",), ("a finite number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)),
+    (("warmup_epochs", "weight_decay", "grad_clip"), ("a finite number >= 0", lambda v: _is_number(v) and v >= 0)),
+    (("qkv_bias", "small_stem", "norm_pix_loss", "augment"), ("True or False", lambda v: isinstance(v, bool))),
+    (("num_classes",), ("an int >= 0 (0 = no head)", lambda v: _is_int(v) and v >= 0)),
+    (("seed",), (f"an int in [0, {SEED_LIMIT})", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT)),
+]:
+    for _name in _names:
+        FIELD_RULES[_name] = _rule
+
+
+def check_fields(config: Any) -> None:
+    """Raise ConfigError, naming the class and the field, unless every field of the dataclass ``config``
+    that :data:`FIELD_RULES` knows is what its rule says (type, finiteness and range)."""
+    for field in dataclasses.fields(config):
+        if field.name in FIELD_RULES:
+            _check(config, field.name, FIELD_RULES[field.name])
+
+
+def _check(config: Any, name: str, rule: "tuple[str, Callable[[Any], bool]]") -> None:
+    what, ok = rule
+    value = getattr(config, name)
+    if not ok(value):
+        raise ConfigError(f"{type(config).__name__}.{name} must be {what}, got {value!r}.")
 
 
 def check_positive_ints(config: Any, names: "tuple[str, ...]") -> None:
@@ -25,13 +71,12 @@ def check_positive_ints(config: Any, names: "tuple[str, ...]") -> None:
 
 
 def check_rates(config: Any, ratios: "tuple[str, ...]" = ("mlp_ratio",), rates: "tuple[str, ...]" = DROP_RATES) -> None:
-    """Raise ConfigError unless the fields ``ratios`` are > 0 and the fields ``rates`` lie in [0, 1)."""
+    """Raise ConfigError unless the fields ``ratios`` are finite and > 0 and the fields ``rates`` lie in [0, 1)
+    (the rules of :data:`FIELD_RULES`, for fields of other names)."""
     for name in ratios:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"{type(config).__name__}.{name} must be positive, got {getattr(config, name)}.")
+        _check(config, name, _POSITIVE)
     for name in rates:
-        if not 0.0 <= getattr(config, name) < 1.0:
-            raise ConfigError(f"{type(config).__name__}.{name} must be in [0, 1), got {getattr(config, name)}.")
+        _check(config, name, _RATE)
 
 
 @dataclass(frozen=True)
@@ -56,8 +101,7 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         check_positive_ints(self, ("img_size", "patch_size", "in_chans", "dim", "depth", "heads"))
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ConfigError(f"ViTConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
+        check_fields(self)
         if self.patch_size > self.img_size:
             raise ConfigError(
                 f"patch_size={self.patch_size} is larger than img_size={self.img_size}: "
@@ -119,6 +163,7 @@ class ResNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(self.blocks))
         check_positive_ints(self, ("img_size", "in_chans", "width"))
+        check_fields(self)
         if not self.blocks or any((not isinstance(b, int)) or b < 1 for b in self.blocks):
             raise ConfigError(f"ResNetConfig.blocks must be positive ints, got {self.blocks!r}.")
 

@@ -73,3 +73,7 @@ class TrainSizeError(ConfigError):
 
 class PictureUnavailable(VitlabError, RuntimeError):
     """A README picture whose source (a committed full result) is not there yet."""
+
+
+class FolderBusyError(VitlabError, RuntimeError):
+    """A run folder that another vitlab process is writing to right now."""

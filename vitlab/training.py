@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import (atomic_write_json, load_optimizer_state, load_weights, read_checkpoint_info,
-                         save_checkpoint)
+from .checkpoint import (atomic_write_json, folder_lock, load_optimizer_state, load_weights,
+                         read_checkpoint_info, save_checkpoint)
+from .config import check_fields, check_positive_ints
 from .data import ImageDataset, preprocess
 from .errors import CheckpointError, ConfigError, DeviceUnavailableError, TrainingDivergedError
 
@@ -46,16 +47,18 @@ class TrainConfig:
     seed: int = 0  # the one seed: weights (if the model is built here), batch order, augmentation, dropout
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be a positive int, got {self.epochs!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {self.batch_size!r}.")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("warmup_epochs, weight_decay and grad_clip must be >= 0.")
+        check_recipe(self)
+
+
+def check_recipe(cfg: "TrainConfig | PretrainConfig") -> None:
+    """The checks every training recipe gets, before anything trains: positive epochs and batch size,
+    and every number finite and in its range (:data:`vitlab.config.FIELD_RULES`, one rule a field), with
+    the floor of the schedule no higher than its peak."""
+    check_positive_ints(cfg, ("epochs", "batch_size"))
+    check_fields(cfg)
+    if cfg.min_lr > cfg.lr:
+        raise ConfigError(f"{type(cfg).__name__}.min_lr={cfg.min_lr!r} is above lr={cfg.lr!r}: the cosine "
+                          "schedule decays from lr down to min_lr, so choose min_lr <= lr.")
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: TrainConfig) -> float:
@@ -225,16 +228,26 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
     Raises:
         TrainingDivergedError: the loss became NaN or infinite (the last epoch checkpoint is kept).
         CheckpointError: ``out_dir`` holds a checkpoint of a different run.
+        FolderBusyError: another process is training into ``out_dir`` right now.
     """
     if num_examples < 1:
         raise ConfigError("The training set is empty.")
+    if out_dir is None:
+        return _fit(model, num_examples, batch_loss, cfg, run_info, None, resume, progress, loss_name,
+                    after_epoch, advice, desc)
+    with folder_lock(out_dir, wait=False):  # one writer per run folder: a second run is refused at once
+        return _fit(model, num_examples, batch_loss, cfg, run_info, Path(out_dir), resume, progress, loss_name,
+                    after_epoch, advice, desc)
+
+
+def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, loss_name, after_epoch, advice,
+         desc) -> list[dict]:
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
     history: list[dict] = []
     start_epoch = 0
-    out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / CHECKPOINT_NAME).is_file():
         saved = read_checkpoint_info(out / CHECKPOINT_NAME)["extra"]
         if saved.get("run") != run_info:
@@ -245,6 +258,9 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
         load_optimizer_state(optimizer, out / CHECKPOINT_NAME)
         history = saved["history"]
         start_epoch = saved["epoch"]
+        _write_derived_files(out, model, saved)  # a crash may have left them an epoch behind
+    if out is not None:
+        _remove_leftover_temporary_files(out)
     epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress,
                       initial=start_epoch, total=cfg.epochs)
     for epoch in epochs_bar:
@@ -280,11 +296,28 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
                                 if k == loss_name or k.startswith("test_a")})
         if out is not None:
             extra = {"run": run_info, "epoch": epoch + 1, "history": history}
-            save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)
-            save_checkpoint(model, out / MODEL_NAME, extra=extra)
-            atomic_write_json(out / HISTORY_NAME, extra)
+            save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)  # the commit point
+            _write_derived_files(out, model, extra)
     model.eval()
     return history
+
+
+def _write_derived_files(out: Path, model: nn.Module, extra: dict) -> None:
+    """``model.safetensors`` and ``history.json`` from what ``checkpoint.safetensors`` holds.
+
+    The checkpoint is the run folder's one commit point: it is written first, each epoch, and these two
+    files are derived from it. A run killed between the writes leaves them an epoch behind; resuming
+    rewrites them from the checkpoint, so the folder never stays inconsistent.
+    """
+    save_checkpoint(model, out / MODEL_NAME, extra=extra)
+    atomic_write_json(out / HISTORY_NAME, extra)
+
+
+def _remove_leftover_temporary_files(out: Path) -> None:
+    """Delete the ``<name>.*.tmp`` files a killed atomic write of this folder's files left behind."""
+    for name in (CHECKPOINT_NAME, MODEL_NAME, HISTORY_NAME):
+        for leftover in out.glob(f"{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
@@ -349,14 +382,7 @@ class PretrainConfig:
     seed: int = 0  # weights (if built after seed_everything), batch order, masks, augmentation
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"PretrainConfig.{name} must be a positive int, got {value!r}.")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
-        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("warmup_epochs, weight_decay and grad_clip must be >= 0.")
+        check_recipe(self)
 
 
 def pretrain(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: PretrainConfig, *,

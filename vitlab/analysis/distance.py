@@ -15,7 +15,6 @@ vitlab's convention, stated exactly:
 
 from __future__ import annotations
 
-import math
 
 import torch
 

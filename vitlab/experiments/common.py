@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write_json
+from ..checkpoint import atomic_write_json, folder_lock
 from ..config import config_to_dict
 from ..errors import (ConfigError, ResultsError, TrainSizeError, UnknownBudgetError,  # noqa: F401 (re-exported)
                       UnknownExperimentError, VitlabError)
@@ -206,24 +205,10 @@ class ResultsFile:
         ids = {r["run_id"] for r in on_disk}
         self.records = on_disk + [r for r in self.records if r["run_id"] not in ids]
 
-    @contextlib.contextmanager
     def _locked(self):
-        """Hold an exclusive lock on the results file's folder while reading and rewriting the file, so two
-        processes adding runs at once do not drop each other's records. The folder is locked, not the file,
-        because the atomic write replaces the file; no lock file is left behind. Where the platform has no
-        ``fcntl`` (Windows) the write is still atomic but not locked."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            fcntl.flock(folder, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(folder)  # closing the descriptor releases the lock
+        """An exclusive lock on the results file's folder while reading and rewriting the file, so two
+        processes adding runs at once do not drop each other's records (:func:`vitlab.checkpoint.folder_lock`)."""
+        return folder_lock(self.path.parent, wait=True)
 
     def _write(self) -> None:
         data = {"experiment": self.experiment, "format": FORMAT, "runs": self.records}

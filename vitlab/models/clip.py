@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ViTConfig, check_positive_ints, register_config, register_preset
+from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import Block, init_vit_weights
 from ..text import BOS, EOS, PAD, default_tokenizer, fill_template, WordTokenizer
@@ -56,6 +56,7 @@ class CLIPConfig:
     max_logit_scale: float = 100.0  # exp(learned scale) is clipped to this (CLIP: 100)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.image_config()  # validates the image fields
         check_positive_ints(self, ("vocab_size", "context_length", "text_dim", "text_depth", "text_heads", "embed_dim"))
         if self.vocab_size <= 4:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ResNetConfig, ViTConfig, register_config, register_preset
+from ..config import ResNetConfig, ViTConfig, check_fields, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from .resnet import ResNet
 from .vit import ViT
@@ -52,6 +52,7 @@ class HybridConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cnn_blocks", tuple(self.cnn_blocks))  # JSON gives lists back
+        check_fields(self)
         if not isinstance(self.stage, int) or isinstance(self.stage, bool) or self.stage < 1:
             raise ConfigError(f"HybridConfig.stage must be a positive int (1 = the first ResNet stage), "
                               f"got {self.stage!r}.")

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..config import ViTConfig, check_positive_ints, register_config, register_preset
+from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import Block, init_vit_weights, sincos_2d_pos_embed
 from ..patches import patchify, unpatchify
@@ -51,6 +51,7 @@ class MAEConfig:
     norm_eps: float = 1e-6  # LayerNorm epsilon
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.encoder_config()  # validates the encoder fields (sizes, divisibility)
         check_positive_ints(self, ("decoder_dim", "decoder_depth", "decoder_heads"))
         if self.decoder_dim % self.decoder_heads:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import check_positive_ints, check_rates, register_config, register_preset
+from ..config import check_fields, check_positive_ints, check_rates, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, DropPath, attend_heads, init_vit_weights
 
@@ -307,6 +307,7 @@ class SwinConfig:
         object.__setattr__(self, "depths", tuple(self.depths))  # JSON gives lists back
         object.__setattr__(self, "heads", tuple(self.heads))
         check_positive_ints(self, ("img_size", "patch_size", "in_chans", "embed_dim", "window_size"))
+        check_fields(self)
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ConfigError(f"SwinConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         if not self.depths or len(self.heads) != len(self.depths):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import POOLS, check_positive_ints, check_rates, register_config, register_preset
+from ..config import POOLS, check_fields, check_positive_ints, check_rates, register_config, register_preset
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, Block, attend_heads, init_vit_weights, sincos_2d_pos_embed
 
@@ -89,6 +89,7 @@ class T2TConfig:
         for name in ("t2t_kernels", "t2t_strides", "t2t_paddings"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists back
         check_positive_ints(self, ("img_size", "in_chans", "token_dim", "token_heads", "dim", "depth", "heads"))
+        check_fields(self)
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ConfigError(f"T2TConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         steps = len(self.t2t_kernels)
