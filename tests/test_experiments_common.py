@@ -54,9 +54,10 @@ def test_committed_results_are_shown_only_when_a_whole_full_budget_finished(tmp_
     assert results is None
     assert status == ("data/results/hybrid.json is not committed yet (make it with "
                       "`vitlab reproduce hybrid --budget full`)")
+    real = ResultsFile(repo_root() / "data" / "results" / "hybrid.json", "hybrid").records[0]  # a valid record
     partial = ResultsFile(tmp_path / "hybrid.json", "hybrid")
-    partial.add({"run_id": "a"})
-    partial.add({"run_id": "b"})
+    partial.add({**real, "run_id": "a"})
+    partial.add({**real, "run_id": "b"})
     results, status = committed_results("hybrid")  # interrupted or still running
     assert results is None
     assert status == ("data/results/hybrid.json is partial (2 records so far; finish it with "
@@ -65,7 +66,7 @@ def test_committed_results_are_shown_only_when_a_whole_full_budget_finished(tmp_
     results, status = committed_results("hybrid")
     assert [r["run_id"] for r in results.records] == ["a", "b"] and results.finished["runs"] == 2
     assert status.startswith("committed full result: data/results/hybrid.json (2 records, finished 20")
-    partial.add({"run_id": "c"})  # a run added afterwards: no longer what the finished budget made
+    partial.add({**real, "run_id": "c"})  # a run added afterwards: no longer what the finished budget made
     assert committed_results("hybrid")[0] is None
 
 

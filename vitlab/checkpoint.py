@@ -112,7 +112,8 @@ def save_checkpoint(model: nn.Module, path: "str | Path", *, extra: "dict | None
     return Path(path)
 
 
-def _read(path: "str | Path") -> tuple[dict, dict]:
+def _open(path: "str | Path", read_tensors: bool) -> tuple[dict, dict]:
+    """({name: tensor} or, without ``read_tensors``, {name: shape} from the header alone, metadata)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(
@@ -123,7 +124,10 @@ def _read(path: "str | Path") -> tuple[dict, dict]:
 
         with safe_open(str(path), framework="pt") as f:  # one handle: metadata and tensors agree
             meta = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            if read_tensors:
+                tensors = {key: f.get_tensor(key) for key in f.keys()}
+            else:
+                tensors = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({err}). It may be truncated or corrupt: "
@@ -139,10 +143,66 @@ def _read(path: "str | Path") -> tuple[dict, dict]:
     return tensors, meta
 
 
+def _read(path: "str | Path") -> tuple[dict, dict]:
+    return _open(path, read_tensors=True)
+
+
+def _config_of(path: "str | Path", meta: dict):
+    try:
+        return config_from_dict(json.loads(meta["model"]))
+    except (ConfigError, json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"{path} holds a model config this vitlab cannot read: {err}") from err
+
+
+def checkpoint_skeleton(path: "str | Path") -> nn.Module:
+    """The model a checkpoint describes, built on the meta device (shapes only: no memory, no time), after
+    checking that the file's tensors have exactly the shapes that model needs; the weights are not read.
+
+    So a tampered config (say ``img_size`` 100000 in a 500 KB file) is refused from the header alone,
+    before anything is allocated. ``vitlab info`` reports a checkpoint from this.
+
+    Raises:
+        CheckpointError: the config cannot be read, or the tensors do not fit it (the names and shapes
+            that differ are listed).
+    """
+    from .models import build_model
+
+    shapes, meta = _open(path, read_tensors=False)
+    cfg = _config_of(path, meta)
+    with torch.device("meta"):
+        skeleton = build_model(cfg)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    saved = {k: v for k, v in shapes.items() if not k.startswith(OPTIM_PREFIX)}
+    problems = [f"{k}: missing" for k in expected if k not in saved]
+    problems += [f"{k}: not in this model" for k in saved if k not in expected]
+    problems += [f"{k}: saved {saved[k]}, the config needs {expected[k]}" for k in expected
+                 if k in saved and saved[k] != expected[k]]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise CheckpointError(f"{path}: its tensors do not fit the model its config describes ({shown}). "
+                              "The file is damaged or was edited; re-create it.")
+    skeleton.checkpoint_extra = _extra_of(path, meta)
+    return skeleton
+
+
+def _extra_of(path: "str | Path", meta: dict) -> dict:
+    try:
+        extra = json.loads(meta.get("extra", "{}"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its 'extra' metadata is not JSON ({err}).") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: its 'extra' metadata must be a JSON object, got {type(extra).__name__}.")
+    return extra
+
+
 def read_checkpoint_info(path: "str | Path") -> dict:
     """The metadata of a checkpoint: ``{'model': config dict, 'extra': dict}`` (weights not built)."""
-    _, meta = _read(path)
-    return {"model": json.loads(meta["model"]), "extra": json.loads(meta.get("extra", "{}"))}
+    _, meta = _open(path, read_tensors=False)
+    try:
+        model = json.loads(meta["model"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its model config is not JSON ({err}).") from None
+    return {"model": model, "extra": _extra_of(path, meta)}
 
 
 def load_weights(model: nn.Module, path: "str | Path") -> dict:
@@ -169,7 +229,7 @@ def load_weights(model: nn.Module, path: "str | Path") -> dict:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit this model: {err}") from err
-    return json.loads(meta.get("extra", "{}"))
+    return _extra_of(path, meta)
 
 
 def load_checkpoint(path: "str | Path", map_location: "str | torch.device" = "cpu") -> nn.Module:
@@ -183,11 +243,7 @@ def load_checkpoint(path: "str | Path", map_location: "str | torch.device" = "cp
     from .training import check_device  # training imports this module: import it only when called
 
     map_location = check_device(map_location)
-    tensors, meta = _read(path)
-    try:
-        cfg = config_from_dict(json.loads(meta["model"]))
-    except (ConfigError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} holds a model config this vitlab cannot read: {err}") from err
+    cfg = checkpoint_skeleton(path).cfg  # the header first: a config that does not fit its tensors is refused
     model = build_model(cfg)
     model.checkpoint_extra = load_weights(model, path)
     return model.to(map_location).eval()

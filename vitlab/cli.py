@@ -105,7 +105,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import PRESETS, build_model, count_parameters, load_checkpoint
+    from . import PRESETS, build_model, count_parameters
+    from .checkpoint import checkpoint_skeleton
     from .config import config_to_dict
 
     if args.checkpoint is None and args.preset is None:
@@ -118,14 +119,17 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  {name:18s} {type(cfg).__name__}  {params:>12,} parameters")
         return 0
     if args.checkpoint is not None:
-        model = load_checkpoint(args.checkpoint)  # one read: config, weights and extra together
+        model = checkpoint_skeleton(args.checkpoint)  # from the header: no weights read, nothing allocated
         extra = model.checkpoint_extra
         hist = extra.get("history") or []
         info = {"model": config_to_dict(model.cfg), "extra": {k: v for k, v in extra.items() if k != "history"}}
         if hist:
             info["extra"]["last_epoch"] = hist[-1]
     else:
-        model = build_model(args.preset)
+        import torch
+
+        with torch.device("meta"):
+            model = build_model(args.preset)
         info = {"model": config_to_dict(model.cfg)}
     info["parameters"] = count_parameters(model)
     print(json.dumps(info, indent=2))

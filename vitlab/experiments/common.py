@@ -32,9 +32,9 @@ from ..config import config_to_dict
 from ..errors import (ConfigError, ResultsError, TrainSizeError, UnknownBudgetError,  # noqa: F401 (re-exported)
                       UnknownExperimentError, VitlabError)
 from ..flops import count_forward_flops, count_train_flops
+from .schema import BUDGETS, check_finished, check_record  # BUDGETS: quick (<= 3 min, notebooks, CI); full
 from ..seed import seed_everything
 
-BUDGETS = ("quick", "full")  # quick: <= 3 min on 2 CPU cores (notebooks, CI); full: the committed result
 FORMAT = 1  # version of the results-file layout
 
 
@@ -141,8 +141,15 @@ class ResultsFile:
             raise ResultsError(f"{self.path} has results format {data.get('format')!r}; this vitlab reads "
                                f"format {FORMAT}. {fix}")
         runs = data["runs"]
-        if not isinstance(runs, list) or not all(isinstance(r, dict) and "run_id" in r for r in runs):
+        if not isinstance(runs, list):
             raise ResultsError(f"{self.path}: 'runs' must be a list of records, each with a 'run_id'. {fix}")
+        try:
+            for index, record in enumerate(runs):
+                check_record(record, index, self.experiment, self.path)
+            if data.get("finished") is not None:
+                check_finished(data["finished"], runs, self.experiment, self.path)
+        except ResultsError as err:
+            raise ResultsError(f"{err} {fix}") from None
         self.finished = data.get("finished")
         return runs
 
@@ -164,8 +171,9 @@ class ResultsFile:
         seed (``vitlab reproduce NAME --seeds N``). A file marked finished loses the mark: what it holds is
         no longer what the finished budget made.
         """
-        if "run_id" not in record:
+        if not isinstance(record, dict) or "run_id" not in record:
             raise ResultsError("A results record needs a 'run_id'.")
+        check_record(record, len(self.records), self.experiment, self.path)  # write nothing a reader would refuse
         with self._rewrite():
             self.records = [r for r in self.records if r["run_id"] != record["run_id"]] + [record]
             self.finished = None
@@ -183,8 +191,10 @@ class ResultsFile:
         end of a whole budget). A partial file, from an interrupted or still running budget, has no mark;
         :attr:`finished` tells them apart."""
         with self._rewrite():
-            self.finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
-                             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            finished = {"budget": budget, "runs": len(self.records), "commit": git_commit(),
+                        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            check_finished(finished, self.records, self.experiment, self.path)  # nothing a reader would refuse
+            self.finished = finished
 
     @contextlib.contextmanager
     def _rewrite(self):
