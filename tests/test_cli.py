@@ -103,3 +103,47 @@ def test_train_and_eval_refuse_models_that_are_not_classifiers(tmp_path, capsys)
     vitlab.save_checkpoint(vitlab.build_model("fmnist-mae-tiny"), tmp_path / "mae.safetensors")
     assert main(["eval", str(tmp_path / "mae.safetensors"), "--subset", "10"]) == 2
     assert "vitlab reproduce mae" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "unwritable"])
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_training(where, tmp_path, capsys,
+                                                                                 monkeypatch):
+    import tempfile
+
+    import vitlab.training
+
+    (tmp_path / "f").write_text("x")
+    out = {"a file": tmp_path / "f", "under a file": tmp_path / "f" / "run", "unwritable": tmp_path / "ro"}[where]
+    if where == "unwritable":  # as root permissions do not bite: make the write itself fail, as a read-only disk does
+        def read_only(*args, **kwargs):
+            raise PermissionError(13, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(vitlab.training, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitlab train: error:") and len(err.strip().splitlines()) == 1
+    assert str(out) in err or str(tmp_path / "f") in err
+
+
+def test_ctrl_c_during_training_is_one_line_that_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import vitlab.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vitlab.training, "train", interrupted)
+    assert main(["train", "--preset", "fmnist-vit-tiny", "--epochs", "1", "--subset", "100", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run the same command again to resume" in err
+
+
+def test_eval_prints_standard_json_even_when_the_loss_is_not_a_number(tmp_path, capsys, monkeypatch):
+    import vitlab
+    import vitlab.training
+
+    path = vitlab.save_checkpoint(vitlab.build_model("fmnist-vit-tiny"), tmp_path / "m.safetensors")
+    monkeypatch.setattr(vitlab.training, "evaluate", lambda *a, **k: {"accuracy": 0.5, "loss": float("nan")})
+    assert main(["eval", str(path), "--subset", "20", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert json.loads(line)["loss"] is None and "NaN" not in line

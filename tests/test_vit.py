@@ -245,3 +245,15 @@ def test_a_bias_and_a_key_mask_together_give_the_same_attention_on_both_paths():
     short = attend_heads(Attention(dim=24, heads=3, fused=False).eval(), q[:1], k[:1, :, :4], v[:1, :, :4],
                          bias=bias[..., :4])
     torch.testing.assert_close(outputs[1][:1], short, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: torch.zeros(2, 1, 28, 28, dtype=torch.uint8), r"uint8 pixels; preprocess them first: vitlab.data.preprocess"),
+    (lambda: torch.zeros(2, 1, 28, 28, dtype=torch.float64), r"weights are torch.float32 but the images are torch.float64"),
+    (lambda: torch.zeros(2, 1, 28, 28, dtype=torch.int64), "expects floating-point images, got torch.int64"),
+    (lambda: __import__("numpy").zeros((2, 1, 28, 28)), "expects a torch.Tensor .* got numpy.ndarray"),
+])
+def test_images_of_the_wrong_kind_say_what_the_model_expects(make, message):
+    model = vitlab.ViT(ViTConfig(**SMALL))
+    with pytest.raises(InputShapeError, match=message):
+        model(make())

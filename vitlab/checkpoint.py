@@ -46,6 +46,27 @@ def atomic_write(path: "str | Path", write) -> None:
             os.remove(tmp)
 
 
+def check_writable_folder(folder: "str | Path", what: str = "output folder") -> Path:
+    """Make sure ``folder`` is (or can be made) a folder this process can write files into, before any work.
+
+    Raises:
+        ConfigError: it is a file, lies under a file, or cannot be created or written (read-only
+            filesystem, no permission); the message names the path and the reason.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"The {what} {folder} is an existing file, not a folder; choose another path.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".vitlab-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ConfigError(f"Cannot write into the {what} {folder}: {err.strerror or err}. Choose a folder you "
+                          "can write to.") from None
+    return folder
+
+
 @contextlib.contextmanager
 def folder_lock(folder: "str | Path", *, wait: bool = True):
     """Hold an exclusive lock on a folder (the folder itself, so no lock file is left behind and the

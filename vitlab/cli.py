@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,9 +70,11 @@ def _dataset(name: str, split: str, subset, seed: int):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import build_model, count_parameters, seed_everything
+    from .checkpoint import check_writable_folder
     from .training import TrainConfig, check_device, train
 
     check_device(args.device)  # before any data is read
+    check_writable_folder(args.out, "--out folder")  # before anything trains
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                       warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                       label_smoothing=args.label_smoothing, augment=not args.no_augment,
@@ -83,11 +86,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     _require_classifier(model, f"Preset {args.preset!r}")
     print(f"{args.preset}: {count_parameters(model):,} parameters; training on {len(train_set):,} "
           f"{args.data} images for {args.epochs} epochs (seed {args.seed}) -> {args.out}")
-    result = train(model, train_set, cfg, test_set=test_set, out_dir=args.out,
-                   resume=not args.no_resume, progress=not args.quiet, device=args.device)
-    final = result.final
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
+    try:
+        result = train(model, train_set, cfg, test_set=test_set, out_dir=args.out,
+                       resume=not args.no_resume, progress=not args.quiet, device=args.device)
+    except KeyboardInterrupt:  # the last finished epoch is in the checkpoint: only the epoch in progress is lost
+        print(f"\nvitlab train: interrupted. Every finished epoch is saved in {args.out}; run the same command "
+              "again to resume from the last one.", file=sys.stderr)
+        return 130
+    print(_json_line({k: round(v, 4) if isinstance(v, float) else v for k, v in result.final.items()}))
     return 0
+
+
+def _json_line(data: dict) -> str:
+    """One line of standard JSON: a NaN or infinite number is written as null (JSON has no NaN)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+    return json.dumps(clean, allow_nan=False)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -97,8 +110,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     _require_classifier(model, f"The checkpoint {args.checkpoint}")
     dataset = _dataset(args.data, args.split, args.subset, args.seed)
-    metrics = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.quiet)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "data": dataset.name, "images": len(dataset),
+    try:
+        metrics = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\nvitlab eval: interrupted (nothing was written).", file=sys.stderr)
+        return 130
+    print(_json_line({"checkpoint": str(args.checkpoint), "data": dataset.name, "images": len(dataset),
                       "parameters": count_parameters(model), "accuracy": round(metrics["accuracy"], 4),
                       "loss": round(metrics["loss"], 4)}))
     return 0

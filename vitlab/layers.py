@@ -12,6 +12,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_image_tensor(x: object, model: nn.Module) -> None:
+    """Raise InputShapeError unless ``x`` is a floating-point tensor of the model's dtype: the images a
+    model takes are already preprocessed (uint8 pixels go through ``vitlab.data.preprocess`` first)."""
+    from .errors import InputShapeError
+
+    name = type(model).__name__
+    if not isinstance(x, torch.Tensor):
+        raise InputShapeError(f"{name} expects a torch.Tensor of images (B, C, H, W), got {type(x).__module__}."
+                              f"{type(x).__name__}; convert it with torch.as_tensor(x, dtype=torch.float32).")
+    if x.dtype == torch.uint8:
+        raise InputShapeError(f"{name} got uint8 pixels; preprocess them first: vitlab.data.preprocess(images) "
+                              "scales and normalises them to the float32 the model takes.")
+    weight = next(model.parameters(), None)
+    dtype = weight.dtype if weight is not None else torch.float32
+    if not x.is_floating_point():
+        raise InputShapeError(f"{name} expects floating-point images, got {x.dtype}; convert with x.to({dtype}).")
+    if x.dtype != dtype and not torch.is_autocast_enabled():
+        raise InputShapeError(f"{name}'s weights are {dtype} but the images are {x.dtype}; convert with "
+                              f"x.to({dtype}) (or the model with model.to({x.dtype})).")
+
+
 class PatchEmbed(nn.Module):
     """Cut an image into P x P patches and project each to D: a strided Conv2d (kernel = stride = P).
 

@@ -11,7 +11,8 @@ from torch import nn
 
 from ..config import ViTConfig
 from ..errors import ConfigError, InputShapeError
-from ..layers import Block, FactorizedPosEmbed2d, PatchEmbed, init_vit_weights, sincos_2d_pos_embed
+from ..layers import (Block, FactorizedPosEmbed2d, PatchEmbed, check_image_tensor, init_vit_weights,
+                      sincos_2d_pos_embed)
 
 
 class ViT(nn.Module):
@@ -84,6 +85,7 @@ class ViT(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise InputShapeError unless x is (B, in_chans, img_size, img_size)."""
         c = self.cfg
+        check_image_tensor(x, self)
         if x.ndim != 4:
             raise InputShapeError(
                 f"ViT expects a batch of images (B, C, H, W); got a {x.ndim}-D tensor of shape "
