@@ -315,3 +315,16 @@ def test_analyses_run_on_a_timm_vit_tiny():
     assert rollout_to_map(attention_rollout(rec.maps)).shape == (1, 14, 14)
     assert pos_embed_similarity(model.pos_embed).shape == (14, 14, 14, 14)
     assert patch_embedding_components(model.patch_embed.proj.weight)[0].shape == (28, 3, 16, 16)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda maps: attention_rollout(torch.stack(maps)), InputShapeError, r"list of per-layer maps.*list\(stacked\)"),
+    (lambda maps: mean_attention_distance(maps[0], 4, grid_size=7.0), InputShapeError, "grid_size must be a positive int"),
+    (lambda maps: mean_attention_distance(maps[0], 4, grid_size=-7), InputShapeError, "grid_size must be a positive int"),
+    (lambda maps: mean_attention_distance(maps[0], -4), ConfigError, "patch_size must be .* > 0, got -4"),
+    (lambda maps: mean_attention_distance(maps[0], float("nan")), ConfigError, "patch_size must be"),
+])
+def test_bad_arguments_to_the_analyses_are_typed_errors_that_say_what_to_pass(call, error, message):
+    maps = _random_maps(layers=2, N=50)
+    with pytest.raises(error, match=message):
+        call(maps)

@@ -219,3 +219,8 @@ def test_resize_without_position_embedding_just_changes_the_size():
 def test_resize_vit_rejects_bad_requests_with_config_errors(model, size, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         resize_vit(model if model is not None else small_vit(), size, **kwargs)
+
+
+def test_a_fractional_grid_is_a_typed_error():
+    with pytest.raises(ConfigError, match="new_grid must be a positive int or \\(rows, cols\\)"):
+        resample_pos_embed(torch.randn(1, 50, 8), 7.5)

@@ -61,7 +61,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 def test_resuming_a_different_run_is_refused(tmp_path):
     model, train_set, _ = _setup()
     vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32), out_dir=tmp_path, progress=False)
-    with pytest.raises(CheckpointError, match="different run"):
+    with pytest.raises(CheckpointError, match=r"different run \(train.lr: saved 0.001, now 0.0005\)\. Choose"):
         vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32, lr=5e-4), out_dir=tmp_path,
                      progress=False)
 

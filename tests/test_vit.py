@@ -257,3 +257,10 @@ def test_images_of_the_wrong_kind_say_what_the_model_expects(make, message):
     model = vitlab.ViT(ViTConfig(**SMALL))
     with pytest.raises(InputShapeError, match=message):
         model(make())
+
+
+def test_an_unknown_override_names_the_fields_there_are():
+    with pytest.raises(ConfigError, match=r"ViTConfig has no field\(s\) \['colour'\]; its fields are: img_size"):
+        vitlab.get_preset("fmnist-vit", colour=1)
+    with pytest.raises(ConfigError, match=r"HybridConfig has no field\(s\) \['colour'\]"):
+        vitlab.build_model("fmnist-hybrid", colour=1)

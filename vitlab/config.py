@@ -146,7 +146,7 @@ class ViTConfig:
 
     def replace(self, **changes: Any) -> "ViTConfig":
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class ResNetConfig:
             raise ConfigError(f"ResNetConfig.blocks must be positive ints, got {self.blocks!r}.")
 
     def replace(self, **changes: Any) -> "ResNetConfig":
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 ModelConfig = Union[ViTConfig, ResNetConfig]  # plus any config class added with register_config
@@ -229,7 +229,17 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
             f"Unknown preset {name!r}. Available presets: {', '.join(sorted(PRESETS))}."
         )
     cfg = PRESETS[name]
-    return cfg.replace(**overrides) if overrides else cfg
+    return replace_config(cfg, **overrides) if overrides else cfg
+
+
+def replace_config(cfg: Any, **changes: Any) -> Any:
+    """A copy of a config with some fields changed (validated again); an unknown field is a ConfigError
+    that lists the fields there are."""
+    fields = [f.name for f in dataclasses.fields(cfg)]
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise ConfigError(f"{type(cfg).__name__} has no field(s) {unknown}; its fields are: {', '.join(fields)}.")
+    return dataclasses.replace(cfg, **changes)
 
 
 def config_to_dict(cfg: ModelConfig) -> dict:

@@ -251,9 +251,10 @@ def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, 
     if out is not None and resume and (out / CHECKPOINT_NAME).is_file():
         saved = read_checkpoint_info(out / CHECKPOINT_NAME)["extra"]
         if saved.get("run") != run_info:
+            differ = "; ".join(_differences(saved.get("run"), run_info)) or "the run description"
             raise CheckpointError(
-                f"{out} holds a checkpoint of a different run (saved {saved.get('run')}, now {run_info}). "
-                "Choose another output folder, or pass resume=False (--no-resume) to start over.")
+                f"{out} holds a checkpoint of a different run ({differ}). Choose another output folder, or "
+                "pass resume=False (--no-resume) to start over.")
         load_weights(model, out / CHECKPOINT_NAME)
         load_optimizer_state(optimizer, out / CHECKPOINT_NAME)
         history = saved["history"]
@@ -300,6 +301,16 @@ def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, 
             _write_derived_files(out, model, extra)
     model.eval()
     return history
+
+
+def _differences(saved: object, now: object, prefix: str = "") -> list[str]:
+    """'field: saved X, now Y' for every (nested) field in which two run descriptions differ."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in list(saved) + [k for k in now if k not in saved]:
+            out += _differences(saved.get(key, "(absent)"), now.get(key, "(absent)"), f"{prefix}{key}.")
+        return out
+    return [] if saved == now else [f"{prefix[:-1] or 'run'}: saved {saved!r}, now {now!r}"]
 
 
 def _write_derived_files(out: Path, model: nn.Module, extra: dict) -> None:

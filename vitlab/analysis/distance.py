@@ -16,9 +16,11 @@ vitlab's convention, stated exactly:
 from __future__ import annotations
 
 
+import math
+
 import torch
 
-from ..errors import InputShapeError
+from ..errors import ConfigError, InputShapeError
 from ..patches import grid_shape
 
 
@@ -48,6 +50,9 @@ def mean_attention_distance(attn: torch.Tensor, patch_size: float, grid_size=Non
     """
     if attn.ndim < 2 or attn.shape[-1] != attn.shape[-2]:
         raise InputShapeError(f"attn must be (..., N, N), got shape {tuple(attn.shape)}.")
+    if not (isinstance(patch_size, (int, float)) and not isinstance(patch_size, bool)
+            and math.isfinite(patch_size) and patch_size > 0):
+        raise ConfigError(f"patch_size must be the pixels per patch side, a finite number > 0, got {patch_size!r}.")
     n = attn.shape[-1] - num_prefix_tokens
     if num_prefix_tokens < 0 or n < 1:
         raise InputShapeError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch tokens in {tuple(attn.shape)}.")

@@ -57,6 +57,10 @@ def attention_rollout(maps: "list[torch.Tensor]", head_fusion: str = "mean", dis
     Returns:
         (B, N, N) rollout; every row sums to 1.
     """
+    if isinstance(maps, torch.Tensor):
+        raise InputShapeError(f"attention_rollout takes a list of per-layer maps, each (B, H, N, N) "
+                              f"(recorder.maps), not one tensor of shape {tuple(maps.shape)}; for a stacked "
+                              "(layers, B, H, N, N) tensor pass list(stacked).")
     if not maps:
         raise InputShapeError("attention_rollout needs at least one layer's attention map.")
     shape = maps[0].shape
@@ -104,6 +108,9 @@ def gradient_rollout(maps: "list[torch.Tensor]", grads: "list[torch.Tensor]") ->
     Returns:
         (B, N, N) relevance; row 0 is the CLS token's.
     """
+    if isinstance(maps, torch.Tensor) or isinstance(grads, torch.Tensor):
+        raise InputShapeError("gradient_rollout takes lists of per-layer maps and gradients, not stacked tensors; "
+                              "pass list(stacked).")
     if len(maps) != len(grads) or not maps:
         raise InputShapeError("gradient_rollout needs one gradient per attention map.")
     B, _, N, _ = maps[0].shape

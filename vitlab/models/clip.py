@@ -13,7 +13,6 @@ Shapes: B batch, L context length, E shared embedding width, K classes, T templa
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset
+from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset, replace_config
 from ..errors import ConfigError, InputShapeError
 from ..layers import Block, init_vit_weights
 from ..text import BOS, EOS, PAD, default_tokenizer, fill_template, WordTokenizer
@@ -75,7 +74,7 @@ class CLIPConfig:
                          mlp_ratio=self.mlp_ratio, pool=self.image_pool)
 
     def replace(self, **changes: Any) -> "CLIPConfig":
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 class CLIPOutput(NamedTuple):

@@ -14,14 +14,13 @@ everything that works on a ViT (attention recorder, fused/explicit attention) wo
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ResNetConfig, ViTConfig, check_fields, register_config, register_preset
+from ..config import ResNetConfig, ViTConfig, check_fields, register_config, register_preset, replace_config
 from ..errors import ConfigError, InputShapeError
 from .resnet import ResNet
 from .vit import ViT
@@ -106,7 +105,7 @@ class HybridConfig:
 
     def replace(self, **changes: Any) -> "HybridConfig":
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 class HybridViT(nn.Module):

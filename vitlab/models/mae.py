@@ -15,14 +15,13 @@ Shapes: B batch, N patches, D encoder width, Dd decoder width, P patch side, C c
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset
+from ..config import ViTConfig, check_fields, check_positive_ints, register_config, register_preset, replace_config
 from ..errors import ConfigError, InputShapeError
 from ..layers import Block, init_vit_weights, sincos_2d_pos_embed
 from ..patches import patchify, unpatchify
@@ -82,7 +81,7 @@ class MAEConfig:
                          mlp_ratio=self.mlp_ratio, pos_embed="sincos2d", pool=pool, norm_eps=self.norm_eps)
 
     def replace(self, **changes: Any) -> "MAEConfig":
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 class MAEOutput(NamedTuple):

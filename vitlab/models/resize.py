@@ -21,12 +21,11 @@ RESIZE_POS_EMBEDS = ("interpolate", "reinit")
 
 
 def _as_grid(grid: "int | tuple[int, int] | list[int]", name: str) -> tuple[int, int]:
-    rows, cols = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    for side in (rows, cols):
-        if not isinstance(side, int) or isinstance(side, bool) or side < 1:
-            raise ConfigError(f"{name} must be a positive int or (rows, cols) of positive ints, "
-                              f"got {grid!r}.")
-    return rows, cols
+    pair = (grid, grid) if isinstance(grid, int) else grid
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in pair)):
+        raise ConfigError(f"{name} must be a positive int or (rows, cols) of positive ints, got {grid!r}.")
+    return tuple(pair)
 
 
 def resample_pos_embed(pos_embed: torch.Tensor, new_grid: "int | tuple[int, int]",

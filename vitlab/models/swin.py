@@ -20,14 +20,13 @@ H heads. Grids are channels-last (B, h, w, C), as in timm.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import check_fields, check_positive_ints, check_rates, register_config, register_preset
+from ..config import check_fields, check_positive_ints, check_rates, register_config, register_preset, replace_config
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, DropPath, attend_heads, init_vit_weights
 
@@ -357,7 +356,7 @@ class SwinConfig:
 
     def replace(self, **changes: Any) -> "SwinConfig":
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 class SwinStage(nn.Module):

@@ -17,7 +17,6 @@ Shapes: B batch, L tokens at a step, N tokens into the backbone, D width, g grid
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import POOLS, check_fields, check_positive_ints, check_rates, register_config, register_preset
+from ..config import (POOLS, check_fields, check_positive_ints, check_rates, register_config, register_preset,
+                      replace_config)
 from ..errors import ConfigError, InputShapeError
 from ..layers import MLP, Block, attend_heads, init_vit_weights, sincos_2d_pos_embed
 
@@ -140,7 +140,7 @@ class T2TConfig:
 
     def replace(self, **changes: Any) -> "T2TConfig":
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return replace_config(self, **changes)
 
 
 def soft_split(images: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
