@@ -87,3 +87,22 @@ def test_image_plots_reject_bad_shapes():
         plot_samples(torch.zeros(8, 8, dtype=torch.uint8), [0], CLASSES)
     with pytest.raises(InputShapeError, match="one entry per image"):
         plot_mistakes(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), [0], [1, 2], CLASSES)
+
+
+def test_to_display_is_the_one_conversion_by_hand():
+    import numpy as np
+
+    from vitlab.errors import InputShapeError
+    from vitlab.plots._axes import to_display
+
+    grey = torch.tensor([[[0, 51], [255, 102]]], dtype=torch.uint8)  # (1, 2, 2)
+    np.testing.assert_allclose(to_display(grey), [[0.0, 0.2], [1.0, 0.4]])
+    np.testing.assert_allclose(to_display(grey, rgb=True)[1, 0], [1.0, 1.0, 1.0])
+    unit = torch.tensor([[0.25, 0.5]])  # already in [0, 1]: kept
+    np.testing.assert_allclose(to_display(unit), [[0.25, 0.5]])
+    preprocessed = torch.tensor([[[-1.0, 0.0], [0.5, 1.0]]])  # stretched for display only
+    np.testing.assert_allclose(to_display(preprocessed), [[0.0, 0.5], [0.75, 1.0]])
+    colour = torch.zeros(3, 2, 4, dtype=torch.uint8)
+    assert to_display(colour).shape == (2, 4, 3)
+    with pytest.raises(InputShapeError, match="images\\[0\\]"):
+        to_display(torch.zeros(2, 1, 4, 4))

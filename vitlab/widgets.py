@@ -179,11 +179,11 @@ class AttentionExplorer:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
-        from .plots.attention import _image_for_display
+        from .plots._axes import to_display
 
         s = self.state
         query_map, rollout_map = self.current()
-        img = _image_for_display(self.images[s["image"]])
+        img = to_display(self.images[s["image"]])
         H, W = img.shape[:2]
         fig = Figure(figsize=(7.5, 2.8), dpi=90)
         extent = (-0.5, W - 0.5, H - 0.5, -0.5)

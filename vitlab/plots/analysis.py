@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .attention import _image_for_display  # one image-to-array conversion for all attention figures
+from ._axes import to_display  # the one image-to-array conversion
 
 __all__ = ["plot_filters", "plot_pos_similarity", "plot_attention_distance", "plot_rollout"]
 
@@ -138,7 +138,7 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
     fig = Figure(figsize=(2.2 * B + 0.9, 4.9), dpi=90, layout="constrained")
     overlay = None
     for b in range(B):
-        img = _image_for_display(images[b])
+        img = to_display(images[b])
         H, W = img.shape[:2]
         m = maps[b].detach().float()
         if vmax is None:

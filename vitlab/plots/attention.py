@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import InputShapeError
+from ._axes import to_display
 
 __all__ = ["plot_attention_matrix", "plot_attention_on_image"]
 
@@ -142,24 +143,6 @@ def plot_attention_matrix(
     return fig
 
 
-def _image_for_display(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) or (H, W) -> (H, W) or (H, W, 3) floats in [0, 1] for imshow."""
-    values = _as_numpy(image, "image")
-    if values.ndim == 3:
-        if values.shape[0] not in (1, 3):
-            raise InputShapeError(f"image must be (H, W), (1, H, W) or (3, H, W), got shape {tuple(values.shape)}.")
-        values = values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)
-    elif values.ndim != 2:
-        raise InputShapeError(f"image must be (H, W), (1, H, W) or (3, H, W), got shape {tuple(values.shape)}. "
-                              "For a batch, pick one image: images[0].")
-    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
-        return values / 255.0
-    low, high = float(values.min()), float(values.max())
-    if low < 0.0 or high > 1.0:  # e.g. a preprocessed image in [-1, 1]: stretch to [0, 1] for display
-        values = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return values
-
-
 def plot_attention_on_image(
     image: torch.Tensor,
     weights_row: torch.Tensor,
@@ -207,7 +190,7 @@ def plot_attention_on_image(
     """
     if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
         raise ValueError(f"grid_size must be a positive int (patches per side), got {grid_size!r}.")
-    picture = _image_for_display(image)
+    picture = to_display(image)
     values = _as_numpy(weights_row, "weights_row")
     if values.ndim == 1:
         values = values[None]  # (1, G*G)

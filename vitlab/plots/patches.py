@@ -16,6 +16,7 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 
 from ..errors import InputShapeError
+from ._axes import to_display
 from ..patches import patch_grid_size, unpatchify
 
 __all__ = ["plot_patch_grid", "plot_patch_sizes", "plot_patches", "plot_embedding_table"]
@@ -75,7 +76,7 @@ def plot_patches(patches: torch.Tensor, patch_size: int, channels: int, *,
     N = patches.shape[0]
     P, C = patch_size, channels
     cells = unpatchify(patches[None], P, C, grid_size=(1, N))[0]  # (C, P, N*P): all patches in one row
-    cells = _to_display(cells).reshape(P, N, P, -1).transpose(1, 0, 2, 3)  # (N, P, P, 3)
+    cells = to_display(cells, rgb=True).reshape(P, N, P, -1).transpose(1, 0, 2, 3)  # (N, P, P, 3)
     per_row = per_row or min(N, 2 * max(1, math.isqrt(N)))
     rows = math.ceil(N / per_row)
     gap = max(1, P // 6)
@@ -151,7 +152,7 @@ def _draw_patch_grid(ax, image: torch.Tensor, patch_size: int, *, number_patches
                               "For a batch pass images[0].")
     _, H, W = image.shape
     h, w = patch_grid_size(H, patch_size), patch_grid_size(W, patch_size)
-    ax.imshow(_to_display(image), interpolation="nearest")
+    ax.imshow(to_display(image, rgb=True), interpolation="nearest")
     for k in range(1, h):
         ax.axhline(k * patch_size - 0.5, color="white", linewidth=0.8)
     for k in range(1, w):
@@ -169,18 +170,3 @@ def _draw_patch_grid(ax, image: torch.Tensor, patch_size: int, *, number_patches
     ax.set_title(f"P = {patch_size}: {h} x {w} = {h * w} tokens\n(+ CLS = {h * w + 1})")
 
 
-def _to_display(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) tensor -> (H, W, 3) float array in [0, 1] for imshow (grey repeated to RGB)."""
-    x = image.detach().cpu()
-    if x.shape[0] not in (1, 3):
-        raise InputShapeError(f"Can only show images with 1 or 3 channels; got {x.shape[0]} "
-                              f"(shape {tuple(x.shape)}).")
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    else:
-        x = x.float()
-        low, high = x.min(), x.max()
-        x = (x - low) / (high - low) if high > low else torch.zeros_like(x)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return x.permute(1, 2, 0).numpy()

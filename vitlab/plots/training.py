@@ -14,22 +14,11 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import InputShapeError
+from ._axes import to_display
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_mistakes", "plot_samples"]
 
 DPI = 90  # small figures keep the notebooks light
-
-
-def _image_for_display(image: torch.Tensor) -> tuple[np.ndarray, "str | None"]:
-    """(C, H, W) uint8 or float -> an array imshow takes, and the colormap for one channel."""
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise InputShapeError(f"each image must be (C, H, W) with C = 1 or 3, got {tuple(image.shape)}.")
-    array = image.detach().cpu()
-    if array.dtype != torch.uint8:  # floats: stretch to [0, 1] for display only
-        array = array.float()
-        array = (array - array.min()) / (array.max() - array.min()).clamp_min(1e-12)
-    array = array.permute(1, 2, 0).numpy()  # (H, W, C)
-    return (array[..., 0], "gray") if array.shape[2] == 1 else (array, None)
 
 
 def _check_images(images: torch.Tensor) -> int:
@@ -50,9 +39,8 @@ def _image_grid(images: torch.Tensor, titles: Sequence[str], columns: int, title
         ax.axis("off")
         if i >= n:
             continue
-        array, cmap = _image_for_display(images[i])
-        ax.imshow(array, cmap=cmap, vmin=0 if images.dtype == torch.uint8 else None,
-                  vmax=255 if images.dtype == torch.uint8 else None)
+        array = to_display(images[i])
+        ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(titles[i], fontsize=7, color=title_colors[i])
     return fig
 
