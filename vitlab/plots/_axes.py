@@ -51,3 +51,27 @@ def label_sizes(ax, table: Mapping[str, Mapping[int, object]]) -> None:
     sizes = sorted({size for by_size in table.values() for size in by_size})
     ax.set_xticks(sizes, [f"{size:,}" for size in sizes])
     ax.minorticks_off()
+
+
+def draw_seeds_against_size(ax, by_size: Mapping[int, "list[float]"], *, color, label: str,
+                            linestyle: str = "-") -> None:
+    """The one way vitlab draws accuracy against training-set size: the mean over seeds as a line, a
+    band of ± one standard deviation over seeds (the sample standard deviation, ddof=1; no band with
+    one seed), and every seed as a dot. Accuracies are fractions; the axis shows percent.
+
+    Args:
+        ax: the matplotlib axes (its x axis is set to a log scale elsewhere).
+        by_size: {training images: [accuracy per seed]}.
+    """
+    sizes = sorted(by_size)
+    runs = [100 * np.asarray(by_size[s], dtype=float) for s in sizes]
+    mean = np.array([r.mean() for r in runs])
+    std = np.array([r.std(ddof=1) if len(r) > 1 else 0.0 for r in runs])
+    ax.plot(sizes, mean, marker="o", ms=4, color=color, label=label, linestyle=linestyle)
+    if any(len(r) > 1 for r in runs):
+        ax.fill_between(sizes, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+    for size, r in zip(sizes, runs):
+        ax.scatter(np.full(len(r), size), r, s=9, color=color, alpha=0.55, lw=0)
+
+
+SEEDS_CAPTION = "line: mean over seeds, band: ± 1 std (ddof=1), dots: seeds"

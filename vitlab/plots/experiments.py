@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import ConfigError
+from ._axes import SEEDS_CAPTION, draw_seeds_against_size
 
 __all__ = ["plot_data_scale", "plot_accuracy_vs_compute", "plot_stage_choice"]
 
@@ -42,7 +43,7 @@ def _paper_data_scale_panel(ax, paper: Mapping) -> None:
 def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" = None,
                     paper: "Mapping | None" = None, labels: "Mapping[str, str] | None" = None,
                     title: str = "Fashion-MNIST, trained from scratch") -> Figure:
-    """Test accuracy against training-set size (log axis), mean ± std over seeds and every seed.
+    """Test accuracy against training-set size (log axis), drawn by :func:`draw_seeds_against_size`.
 
     Args:
         summary: ``{arm: {'sizes': (S,), 'mean': (S,), 'std': (S,), 'per_seed': [S arrays]}}``,
@@ -64,12 +65,8 @@ def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" 
         _paper_data_scale_panel(axes[0], paper)
     ax = axes[-1]
     for i, (arm, s) in enumerate(summary.items()):
-        color = _color(arm, i)
-        sizes, mean, std = np.asarray(s["sizes"]), 100 * np.asarray(s["mean"]), 100 * np.asarray(s["std"])
-        ax.plot(sizes, mean, marker="o", ms=4, color=color, label=labels.get(arm, NAMES.get(arm, arm)))
-        ax.fill_between(sizes, mean - std, mean + std, color=color, alpha=0.18, lw=0)
-        for size, accs in zip(sizes, s["per_seed"]):
-            ax.scatter(np.full(len(accs), size), 100 * np.asarray(accs), s=9, color=color, alpha=0.55, lw=0)
+        by_size = {int(size): list(accs) for size, accs in zip(s["sizes"], s["per_seed"])}
+        draw_seeds_against_size(ax, by_size, color=_color(arm, i), label=labels.get(arm, NAMES.get(arm, arm)))
     if landmarks is not None:
         _mark_gap(ax, summary, landmarks)
     ax.set_xscale("log")
@@ -78,7 +75,7 @@ def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" 
     ax.minorticks_off()
     ax.set_xlabel("training images (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title + ("\n(line: mean, band: ± std, dots: seeds)" if paper is None else ""), fontsize=9)
+    ax.set_title(title + (f"\n({SEEDS_CAPTION})" if paper is None else ""), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return fig

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..errors import InputShapeError
-from ._axes import label_sizes
+from ._axes import SEEDS_CAPTION, draw_seeds_against_size, label_sizes
 
 __all__ = ["plot_img2col", "plot_soft_split_windows", "plot_token_counts", "plot_window_grid",
            "plot_shift_regions", "plot_window_masks", "plot_accuracy_vs_train_size", "plot_arm_accuracies"]
@@ -233,13 +233,13 @@ def _spread(values: Sequence[float]) -> tuple[float, float]:
 
 def plot_accuracy_vs_train_size(table: Mapping[str, Mapping[int, Sequence[float]]], *,
                                 title: str = "Test accuracy against training-set size") -> Figure:
-    """Test accuracy of each arm against the number of training images: one dot per seed, mean line.
+    """Test accuracy of each arm against the number of training images (:func:`draw_seeds_against_size`).
 
     Args:
         table: ``{arm: {train_size: [accuracy per seed, ...]}}`` with accuracies in [0, 1].
         title: figure title.
     Returns:
-        a Figure with one panel (log-scale x axis), error bars = one standard deviation over seeds.
+        a Figure with one panel (log-scale x axis): mean line, ± 1 std band (ddof=1), a dot per seed.
     """
     if not table:
         raise InputShapeError("no results to plot.")
@@ -247,20 +247,15 @@ def plot_accuracy_vs_train_size(table: Mapping[str, Mapping[int, Sequence[float]
     ax = fig.add_subplot()
     colours = colormaps["tab10"]
     for i, (arm, by_size) in enumerate(table.items()):
-        sizes = sorted(by_size)
-        stats = [_spread(by_size[s]) for s in sizes]
-        means = [100 * m for m, _ in stats]
-        ax.errorbar(sizes, means, yerr=[100 * s for _, s in stats], color=colours(i), marker="o", capsize=3,
-                    label=f"{arm} ({len(by_size[sizes[0]])} seed{'s' if len(by_size[sizes[0]]) > 1 else ''})")
-        for s in sizes:
-            ax.scatter([s] * len(by_size[s]), [100 * a for a in by_size[s]], color=colours(i), s=10, alpha=0.4)
+        seeds = len(by_size[min(by_size)])
+        draw_seeds_against_size(ax, by_size, color=colours(i), label=f"{arm} ({seeds} seed{'s' if seeds > 1 else ''})")
     ax.set_xscale("log")
     label_sizes(ax, table)
     ax.set_xlabel("training images", fontsize=9)
     ax.set_ylabel("test accuracy (%)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\n({SEEDS_CAPTION})", fontsize=10)
     return fig
 
 

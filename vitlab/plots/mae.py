@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import InputShapeError
-from ._axes import label_sizes
+from ._axes import SEEDS_CAPTION, draw_seeds_against_size, label_sizes
 
 __all__ = ["plot_reconstructions", "plot_loss_curves", "plot_label_efficiency", "MAE_ARM_LABELS"]
 
@@ -94,25 +94,20 @@ def plot_label_efficiency(table: Mapping[str, Mapping[int, Sequence[float]]], ti
 
     Args:
         table: {arm: {labelled images: [accuracy per seed]}} (``vitlab.experiments.mae.accuracy_table``).
-            The line joins the seed means; the bars span the lowest to the highest seed.
+            Drawn by :func:`~vitlab.plots._axes.draw_seeds_against_size` (mean, ± 1 std band, seeds).
     """
     if not table:
         raise InputShapeError("plot_label_efficiency got no results to plot.")
     fig = Figure(figsize=(5.0, 3.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
-    for arm, by_size in table.items():
-        sizes = sorted(by_size)
-        means = np.array([np.mean(by_size[s]) for s in sizes])
-        low = means - np.array([np.min(by_size[s]) for s in sizes])
-        high = np.array([np.max(by_size[s]) for s in sizes]) - means
-        ax.errorbar(sizes, 100 * means, yerr=100 * np.stack([low, high]), marker="o", ms=4, capsize=3,
-                    label=MAE_ARM_LABELS.get(arm, arm), linestyle="--" if arm.startswith("probe") else "-")
+    for i, (arm, by_size) in enumerate(table.items()):
+        draw_seeds_against_size(ax, by_size, color=f"C{i}", label=MAE_ARM_LABELS.get(arm, arm),
+                                linestyle="--" if arm.startswith("probe") else "-")
     ax.set_xscale("log")
     label_sizes(ax, table)
     ax.set_xlabel("labelled training images")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\n({SEEDS_CAPTION})" if title else SEEDS_CAPTION, fontsize=9)
     return fig
