@@ -64,8 +64,15 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: "int | tuple[int, int]
                           f"{num_tokens} rows, got {num_prefix_tokens!r}.")
     num_patches = num_tokens - num_prefix_tokens
     new_rows, new_cols = _as_grid(new_grid, "new_grid")
-    old_rows, old_cols = grid_shape(num_patches, None if old_grid is None else _as_grid(old_grid, "old_grid"),
-                                    name="old_grid")
+    if old_grid is None:
+        old_rows, old_cols = grid_shape(num_patches, None, name="old_grid")
+    else:
+        old_rows, old_cols = _as_grid(old_grid, "old_grid")
+        if old_rows * old_cols != num_patches:
+            raise InputShapeError(
+                f"old_grid={old_grid!r} has {old_rows * old_cols} patches but the table has {num_patches} "
+                f"patch rows (shape {tuple(pos_embed.shape)}, num_prefix_tokens={num_prefix_tokens}); "
+                "pass the grid the table was trained on.")
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     image = patches.float().reshape(1, old_rows, old_cols, dim).permute(0, 3, 1, 2)  # (1, D, rows, cols)
     smooth = antialias and mode != "nearest"
