@@ -27,7 +27,8 @@ from torch import nn
 from ..config import (POOLS, check_fields, check_positive_ints, check_rates, register_config, register_preset,
                       replace_config)
 from ..errors import ConfigError, InputShapeError
-from ..layers import MLP, Block, attend_heads, init_vit_weights, sincos_2d_pos_embed
+from ..layers import MLP, attend_heads
+from .vit import ViT, build_encoder
 
 T2T_POS_EMBEDS = ("learned", "sincos2d", "none")
 
@@ -262,8 +263,9 @@ class T2TModule(nn.Module):
 class T2TViT(nn.Module):
     """Tokens-to-Token ViT built from a :class:`T2TConfig`.
 
-    Everything after ``t2t`` is vitlab's ViT: a CLS token, a position embedding, ``depth`` pre-norm
-    blocks, a final LayerNorm and a linear head.
+    Everything after ``t2t`` is vitlab's ViT (:func:`vitlab.models.vit.build_encoder` and the ViT's own
+    position-embedding, head and initialisation methods): a CLS token, a position embedding, ``depth``
+    pre-norm blocks, a final LayerNorm and a linear head.
     """
 
     def __init__(self, cfg: T2TConfig) -> None:
@@ -271,32 +273,13 @@ class T2TViT(nn.Module):
         if not isinstance(cfg, T2TConfig):
             raise ConfigError(f"T2TViT needs a T2TConfig, got {type(cfg).__name__}.")
         self.cfg = cfg
-        D = cfg.dim
-        self.num_prefix_tokens = cfg.num_prefix_tokens
         self.t2t = T2TModule(cfg)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
-        num_tokens = cfg.num_patches + cfg.num_prefix_tokens
-        if cfg.pos_embed == "learned":
-            self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
-        elif cfg.pos_embed == "sincos2d":
-            table = torch.zeros(1, num_tokens, D)
-            table[0, cfg.num_prefix_tokens:] = sincos_2d_pos_embed(D, cfg.grid_size)
-            self.register_buffer("pos_embed", table)
-        else:
-            self.pos_embed = None
-        self.pos_drop = nn.Dropout(cfg.drop_rate)
-        rates = [cfg.drop_path_rate * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]
-        self.blocks = nn.Sequential(*[
-            Block(dim=D, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
-                  norm_eps=cfg.norm_eps, drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate, drop_path=rate)
-            for rate in rates])
-        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
-        self.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes else nn.Identity()
-        self.apply(init_vit_weights)
-        if isinstance(self.pos_embed, nn.Parameter):
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        if self.cls_token is not None:
-            nn.init.normal_(self.cls_token, std=1e-6)
+        build_encoder(self, cfg)  # the ViT after the tokenizer, shared with vitlab.ViT
+        self.reset_parameters()
+
+    reset_parameters = ViT.reset_parameters
+    _pos_embed = ViT._pos_embed
+    forward_head = ViT.forward_head
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise InputShapeError unless x is (B, in_chans, img_size, img_size)."""
@@ -328,18 +311,9 @@ class T2TViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> tokens (B, prefix + N, D) after the last block (normed if pool='cls')."""
         self.check_input(x)
-        x = self.t2t(x)  # (B, N, D)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
-        if self.pos_embed is not None:
-            x = x + self.pos_embed
-        x = self.blocks(self.pos_drop(x))  # (B, prefix + N, D)
+        x = self._pos_embed(self.t2t(x))  # (B, prefix + N, D)
+        x = self.blocks(x)
         return self.norm(x) if self.cfg.pool == "cls" else x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Tokens (B, prefix + N, D) -> logits (B, num_classes), or the pooled (B, D) if pre_logits."""
-        x = x[:, 0] if self.cfg.pool == "cls" else self.norm(x[:, self.num_prefix_tokens:].mean(dim=1))
-        return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -15,6 +15,43 @@ from ..layers import (Block, FactorizedPosEmbed2d, PatchEmbed, check_image_tenso
                       sincos_2d_pos_embed)
 
 
+def build_encoder(model: nn.Module, cfg) -> None:
+    """Give ``model`` everything of a ViT after its tokenizer, as attributes with timm's names:
+    ``cls_token``, ``pos_embed``, ``pos_drop``, ``blocks``, ``norm``, ``head_drop``, ``head``.
+
+    :class:`ViT` (whose tokenizer is the patch embedding) and T2T-ViT (whose tokenizer is the
+    tokens-to-token module) share it, and :meth:`ViT.reset_parameters`, :meth:`ViT._pos_embed` and
+    :meth:`ViT.forward_head`, so both run the same encoder. ``cfg`` needs ``dim``, ``depth``,
+    ``heads``, ``mlp_ratio``, ``qkv_bias``, ``norm_eps``, the drop rates, ``pool``, ``pos_embed``,
+    ``grid_size``, ``num_patches``, ``num_prefix_tokens`` and ``num_classes``.
+    """
+    D = cfg.dim
+    model.num_prefix_tokens = cfg.num_prefix_tokens
+    model.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
+    num_tokens = cfg.num_patches + cfg.num_prefix_tokens
+    if cfg.pos_embed == "learned":
+        model.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
+    elif cfg.pos_embed == "sincos2d":  # fixed: a buffer, saved with the weights, never trained
+        table = torch.zeros(1, num_tokens, D)
+        table[0, cfg.num_prefix_tokens:] = sincos_2d_pos_embed(D, cfg.grid_size)
+        model.register_buffer("pos_embed", table)
+    elif cfg.pos_embed == "learned2d":  # a module: a row table + a column table (+ prefix rows)
+        model.pos_embed = FactorizedPosEmbed2d(grid_size=cfg.grid_size, dim=D, num_prefix_tokens=cfg.num_prefix_tokens)
+    else:
+        model.pos_embed = None
+    model.pos_drop = nn.Dropout(cfg.drop_rate)
+    rates = [cfg.drop_path_rate * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]  # linear rule
+    model.blocks = nn.Sequential(*[
+        Block(dim=D, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
+              norm_eps=cfg.norm_eps, drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate,
+              drop_path=rate)
+        for rate in rates
+    ])
+    model.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+    model.head_drop = nn.Dropout(cfg.drop_rate)
+    model.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes else nn.Identity()
+
+
 class ViT(nn.Module):
     """Vision Transformer built from a :class:`vitlab.ViTConfig`.
 
@@ -33,33 +70,8 @@ class ViT(nn.Module):
             raise ConfigError(f"ViT needs a ViTConfig, got {type(cfg).__name__}; "
                               "use vitlab.build_model(cfg) for any vitlab config.")
         self.cfg = cfg
-        D = cfg.dim
-        self.num_prefix_tokens = cfg.num_prefix_tokens
-        self.patch_embed = PatchEmbed(patch_size=cfg.patch_size, in_chans=cfg.in_chans, dim=D)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
-        num_tokens = cfg.num_patches + cfg.num_prefix_tokens
-        if cfg.pos_embed == "learned":
-            self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
-        elif cfg.pos_embed == "sincos2d":  # fixed: a buffer, saved with the weights, never trained
-            table = torch.zeros(1, num_tokens, D)
-            table[0, cfg.num_prefix_tokens:] = sincos_2d_pos_embed(D, cfg.grid_size)
-            self.register_buffer("pos_embed", table)
-        elif cfg.pos_embed == "learned2d":  # a module: a row table + a column table (+ prefix rows)
-            self.pos_embed = FactorizedPosEmbed2d(grid_size=cfg.grid_size, dim=D,
-                                                  num_prefix_tokens=cfg.num_prefix_tokens)
-        else:
-            self.pos_embed = None
-        self.pos_drop = nn.Dropout(cfg.drop_rate)
-        rates = [cfg.drop_path_rate * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]  # linear rule
-        self.blocks = nn.Sequential(*[
-            Block(dim=D, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
-                  norm_eps=cfg.norm_eps, drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate,
-                  drop_path=rate)
-            for rate in rates
-        ])
-        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
-        self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes else nn.Identity()
+        self.patch_embed = PatchEmbed(patch_size=cfg.patch_size, in_chans=cfg.in_chans, dim=cfg.dim)
+        build_encoder(self, cfg)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
