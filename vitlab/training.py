@@ -8,6 +8,7 @@ as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -232,11 +233,10 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
     """
     if num_examples < 1:
         raise ConfigError("The training set is empty.")
-    if out_dir is None:
-        return _fit(model, num_examples, batch_loss, cfg, run_info, None, resume, progress, loss_name,
-                    after_epoch, advice, desc)
-    with folder_lock(out_dir, wait=False):  # one writer per run folder: a second run is refused at once
-        return _fit(model, num_examples, batch_loss, cfg, run_info, Path(out_dir), resume, progress, loss_name,
+    out = None if out_dir is None else Path(out_dir)
+    # one writer per run folder: a second run into it is refused at once
+    with contextlib.nullcontext() if out is None else folder_lock(out, wait=False):
+        return _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, loss_name,
                     after_epoch, advice, desc)
 
 
