@@ -74,11 +74,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, check_device, train
 
     check_device(args.device)  # before any data is read
-    check_writable_folder(args.out, "--out folder")  # before anything trains
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                       warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                       label_smoothing=args.label_smoothing, augment=not args.no_augment,
                       grad_clip=args.grad_clip, seed=args.seed)
+    check_writable_folder(args.out, "--out folder")  # a valid recipe, then a folder it can write: before any work
     train_set = _dataset(args.data, "train", args.subset, args.seed)
     test_set = _dataset(args.data, "test", None, args.seed)
     seed_everything(args.seed)
