@@ -151,3 +151,19 @@ def test_info_reports_a_checkpoint_from_its_header(tmp_path, capsys):
     assert info["extra"]["epoch"] == 3 and info["extra"]["last_epoch"] == {"a": 1}
     assert main(["info", str(_with_config(tmp_path, img_size=2800, patch_size=1))]) == 2
     assert "do not fit" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_name_the_few_tensors_that_differ(tmp_path):
+    """A model without a config (so no field can be compared): the message lists at most five tensors."""
+    from vitlab.checkpoint import load_weights
+
+    path = vitlab.save_checkpoint(_model(), tmp_path / "m.safetensors")
+    other = _model(depth=2)
+    del other.cfg  # e.g. a user's own module: only the tensors can be compared
+    with pytest.raises(CheckpointError) as info:
+        load_weights(other, path)
+    message = str(info.value)
+    import re
+
+    assert re.search(r"blocks\.[23]\.[\w.]+: not in this model", message) and re.search(r"and \d+ more\)", message)
+    assert len(message) < 600

@@ -103,3 +103,21 @@ def test_an_interrupted_run_keeps_finished_runs_and_says_how_to_resume(tmp_path,
     err = capsys.readouterr().err
     assert "interrupted" in err and "run the same command again" in err
     assert [r["run_id"] for r in ResultsFile(path, "fake").records] == ["first"]
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder", "unwritable"])
+def test_a_results_path_that_cannot_be_written_is_one_line_before_the_first_run(where, tmp_path, capsys,
+                                                                               fake_experiment, monkeypatch):
+    import tempfile
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    path = {"under a file": tmp_path / "f" / "r.json", "a folder": tmp_path / "d", "unwritable": tmp_path / "ro" / "r.json"}[where]
+    if where == "unwritable":  # as root permissions do not bite: make the write itself fail, as a read-only disk does
+        def read_only(*args, **kwargs):
+            raise PermissionError(13, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert main(["reproduce", "fake", "--results", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitlab reproduce: error:") and len(err.strip().splitlines()) == 1
+    assert fake_experiment == []  # nothing ran

@@ -193,17 +193,22 @@ def checkpoint_skeleton(path: "str | Path") -> nn.Module:
     with torch.device("meta"):
         skeleton = build_model(cfg)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    saved = {k: v for k, v in shapes.items() if not k.startswith(OPTIM_PREFIX)}
-    problems = [f"{k}: missing" for k in expected if k not in saved]
-    problems += [f"{k}: not in this model" for k in saved if k not in expected]
-    problems += [f"{k}: saved {saved[k]}, the config needs {expected[k]}" for k in expected
-                 if k in saved and saved[k] != expected[k]]
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise CheckpointError(f"{path}: its tensors do not fit the model its config describes ({shown}). "
+    mismatch = _tensor_mismatches(expected, {k: v for k, v in shapes.items() if not k.startswith(OPTIM_PREFIX)})
+    if mismatch:
+        raise CheckpointError(f"{path}: its tensors do not fit the model its config describes ({mismatch}). "
                               "The file is damaged or was edited; re-create it.")
     skeleton.checkpoint_extra = _extra_of(path, meta)
     return skeleton
+
+
+def _tensor_mismatches(expected: dict, saved: dict, shown: int = 5) -> str:
+    """The first few tensors missing, extra or of another shape, in one line ('' when they all fit)."""
+    problems = [f"{k}: missing" for k in expected if k not in saved]
+    problems += [f"{k}: not in this model" for k in saved if k not in expected]
+    problems += [f"{k}: saved {saved[k]}, the model needs {expected[k]}" for k in expected
+                 if k in saved and saved[k] != expected[k]]
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
 
 
 def _extra_of(path: "str | Path", meta: dict) -> dict:
@@ -246,10 +251,12 @@ def load_weights(model: nn.Module, path: "str | Path") -> dict:
                 f"{path} was saved from a different model (fields that differ, saved vs this model: "
                 f"{diff}). Use vitlab.load_checkpoint(path) to rebuild the saved model instead.")
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path} does not fit this model: {err}") from err
+    mismatch = _tensor_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                                  {k: tuple(v.shape) for k, v in weights.items()})
+    if mismatch:
+        raise CheckpointError(f"{path} does not fit this model ({mismatch}). Use vitlab.load_checkpoint(path) "
+                              "to rebuild the saved model instead.")
+    model.load_state_dict(weights, strict=True)
     return _extra_of(path, meta)
 
 

@@ -154,6 +154,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .checkpoint import check_writable_folder
+    from .errors import ConfigError
     from .experiments import run_experiment
     from .experiments.common import default_results_path
 
@@ -163,6 +165,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.device is not None:
         options["device"] = args.device
     path = args.results if args.results is not None else default_results_path(args.name, args.budget)
+    if Path(path).is_dir():
+        raise ConfigError(f"--results {path} is a folder; give the results JSON file's path, e.g. {Path(path) / 'results.json'}.")
+    check_writable_folder(Path(path).parent, "folder of the results file")  # before the first run trains
     try:
         results = run_experiment(args.name, budget=args.budget, results_path=path, progress=not args.quiet,
                                  **options)
