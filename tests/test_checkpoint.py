@@ -167,3 +167,21 @@ def test_weights_that_do_not_fit_name_the_few_tensors_that_differ(tmp_path):
 
     assert re.search(r"blocks\.[23]\.[\w.]+: not in this model", message) and re.search(r"and \d+ more\)", message)
     assert len(message) < 600
+
+
+@pytest.mark.parametrize("extra", ["[1, 2]", "not json", "\"a string\""])
+def test_extra_metadata_that_is_not_a_json_object_is_a_typed_error(tmp_path, extra, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vitlab.cli import main
+
+    path = vitlab.save_checkpoint(_model(), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["extra"] = extra
+    save_file(tensors, str(tmp_path / "odd.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="'extra' metadata"):
+        vitlab.read_checkpoint_info(tmp_path / "odd.safetensors")
+    assert main(["info", str(tmp_path / "odd.safetensors")]) == 2
+    assert "'extra' metadata" in capsys.readouterr().err
