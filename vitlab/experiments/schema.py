@@ -9,11 +9,10 @@ of the budget the mark claims, as many as it says.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import SEED_LIMIT
+from ..config import SEED_LIMIT, _is_int, _is_number
 from ..errors import ConfigError, ResultsError
 
 BUDGETS = ("quick", "full")  # quick: <= 3 min on 2 CPU cores (notebooks, CI); full: the committed result
@@ -32,14 +31,6 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "clip": ("seed", "model", "pretrain", "images_seen", "zero_shot_ensemble"),
 }
 COMMON_FIELDS = ("run_id", "budget", "experiment")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fractions(value: Any) -> bool:
