@@ -20,11 +20,13 @@ DROP_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 SEED_LIMIT = 2**32  # seeds are ints in [0, 2**32): every generator vitlab seeds accepts them
 
 
-def _is_int(value: Any) -> bool:
+def is_whole_number(value: Any) -> bool:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -33,15 +35,15 @@ def _is_number(value: Any) -> bool:
 FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {}
 for _names, _rule in [
     (("mlp_ratio", "token_mlp_ratio", "norm_eps", "init_temperature", "max_logit_scale"),
-     _POSITIVE := ("positive (a finite number > 0)", lambda v: _is_number(v) and v > 0)),
+     _POSITIVE := ("positive (a finite number > 0)", lambda v: is_finite_number(v) and v > 0)),
     (("drop_rate", "attn_drop_rate", "drop_path_rate", "label_smoothing"),
-     _RATE := ("in [0, 1) (a finite number)", lambda v: _is_number(v) and 0 <= v < 1)),
-    (("lr",), ("a finite number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)),
-    (("min_lr",), ("a finite number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)),
-    (("warmup_epochs", "weight_decay", "grad_clip"), ("a finite number >= 0", lambda v: _is_number(v) and v >= 0)),
+     _RATE := ("in [0, 1) (a finite number)", lambda v: is_finite_number(v) and 0 <= v < 1)),
+    (("lr",), ("a finite number in (0, 1]", lambda v: is_finite_number(v) and 0 < v <= 1)),
+    (("min_lr",), ("a finite number in [0, 1]", lambda v: is_finite_number(v) and 0 <= v <= 1)),
+    (("warmup_epochs", "weight_decay", "grad_clip"), ("a finite number >= 0", lambda v: is_finite_number(v) and v >= 0)),
     (("qkv_bias", "small_stem", "norm_pix_loss", "augment"), ("True or False", lambda v: isinstance(v, bool))),
-    (("num_classes",), ("an int >= 0 (0 = no head)", lambda v: _is_int(v) and v >= 0)),
-    (("seed",), (f"an int in [0, {SEED_LIMIT})", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT)),
+    (("num_classes",), ("an int >= 0 (0 = no head)", lambda v: is_whole_number(v) and v >= 0)),
+    (("seed",), (f"an int in [0, {SEED_LIMIT})", lambda v: is_whole_number(v) and 0 <= v < SEED_LIMIT)),
 ]:
     for _name in _names:
         FIELD_RULES[_name] = _rule

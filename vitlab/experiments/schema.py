@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import SEED_LIMIT, _is_int, _is_number
+from ..config import SEED_LIMIT, is_whole_number, is_finite_number
 from ..errors import ConfigError, ResultsError
 
 BUDGETS = ("quick", "full")  # quick: <= 3 min on 2 CPU cores (notebooks, CI); full: the committed result
@@ -39,7 +39,7 @@ def _fractions(value: Any) -> bool:
         value = list(value.values())
     if isinstance(value, list):
         return bool(value) and all(_fractions(v) for v in value)
-    return _is_number(value) and 0 <= value <= 1
+    return is_finite_number(value) and 0 <= value <= 1
 
 
 _COUNTS = ("params", "images_seen", "train_size", "test_size", "val_size", "forward_flops", "train_flops",
@@ -55,11 +55,11 @@ def _rule(name: str) -> "tuple[str, Callable[[Any], bool]] | None":
     if name.endswith("accuracy") or name.startswith("zero_shot") or name.startswith("text_to_image_precision"):
         return "an accuracy: a number in [0, 1] (or lists / mappings of them)", _fractions
     if name.endswith("_loss") or name == "wall_seconds":
-        return "a finite number >= 0", lambda v: _is_number(v) and v >= 0
+        return "a finite number >= 0", lambda v: is_finite_number(v) and v >= 0
     if name in _COUNTS:
-        return "a whole number >= 0", lambda v: _is_int(v) and v >= 0
+        return "a whole number >= 0", lambda v: is_whole_number(v) and v >= 0
     if name in ("seed", "data_seed"):
-        return f"an int in [0, {SEED_LIMIT})", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT
+        return f"an int in [0, {SEED_LIMIT})", lambda v: is_whole_number(v) and 0 <= v < SEED_LIMIT
     return None
 
 
@@ -101,7 +101,7 @@ def _check_recipe(record: dict, recipe_name: str, where: str) -> None:
 
 def check_finished(finished: Any, records: list, experiment: str, path: "str | Path") -> None:
     """Raise ResultsError unless the 'finished' mark is well formed and the records are the budget it claims."""
-    if not (isinstance(finished, dict) and finished.get("budget") in BUDGETS and _is_int(finished.get("runs"))
+    if not (isinstance(finished, dict) and finished.get("budget") in BUDGETS and is_whole_number(finished.get("runs"))
             and isinstance(finished.get("at"), str)):
         raise ResultsError(f"{path}: 'finished' must be {{'budget': 'quick' or 'full', 'runs': N, 'at': time}}, "
                            f"got {finished!r}.")
