@@ -307,8 +307,6 @@ class SwinConfig:
         object.__setattr__(self, "heads", tuple(self.heads))
         check_positive_ints(self, ("img_size", "patch_size", "in_chans", "embed_dim", "window_size"))
         check_fields(self)
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ConfigError(f"SwinConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         if not self.depths or len(self.heads) != len(self.depths):
             raise ConfigError(f"depths and heads need one entry per stage, got depths={self.depths}, "
                               f"heads={self.heads}.")

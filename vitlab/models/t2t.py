@@ -91,8 +91,6 @@ class T2TConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists back
         check_positive_ints(self, ("img_size", "in_chans", "token_dim", "token_heads", "dim", "depth", "heads"))
         check_fields(self)
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ConfigError(f"T2TConfig.num_classes must be an int >= 0, got {self.num_classes!r}.")
         steps = len(self.t2t_kernels)
         if steps < 1 or len(self.t2t_strides) != steps or len(self.t2t_paddings) != steps:
             raise ConfigError(
