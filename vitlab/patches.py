@@ -58,6 +58,13 @@ def patch_grid_size(img_size: int, patch_size: int) -> int:
     return img_size // patch_size
 
 
+def is_grid_size(value: object) -> bool:
+    """Whether ``value`` is a grid size: a positive int, or (rows, cols) of positive ints."""
+    pair = (value, value) if isinstance(value, int) else value
+    return (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair))
+
+
 def grid_shape(num_patches: int, grid_size: "int | tuple[int, int] | None" = None,
                name: str = "grid_size") -> tuple[int, int]:
     """(rows, cols) of the row-major grid that ``num_patches`` patch tokens form.
@@ -72,11 +79,8 @@ def grid_shape(num_patches: int, grid_size: "int | tuple[int, int] | None" = Non
         InputShapeError: no square grid holds ``num_patches`` (pass grid_size, or check
             num_prefix_tokens), or ``grid_size`` holds another number of patches.
     """
-    if grid_size is not None:
-        pair = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair)):
-            raise InputShapeError(f"{name} must be a positive int or (rows, cols) of positive ints, got {grid_size!r}.")
+    if grid_size is not None and not is_grid_size(grid_size):
+        raise InputShapeError(f"{name} must be a positive int or (rows, cols) of positive ints, got {grid_size!r}.")
     if grid_size is None:
         side = math.isqrt(num_patches)
         if side * side != num_patches:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputShapeError
-from ..patches import grid_shape
+from ..patches import grid_shape, is_grid_size
 from .vit import ViT
 
 RESAMPLE_MODES = ("nearest", "bilinear", "bicubic")
@@ -21,11 +21,9 @@ RESIZE_POS_EMBEDS = ("interpolate", "reinit")
 
 
 def _as_grid(grid: "int | tuple[int, int] | list[int]", name: str) -> tuple[int, int]:
-    pair = (grid, grid) if isinstance(grid, int) else grid
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in pair)):
+    if not is_grid_size(grid):
         raise ConfigError(f"{name} must be a positive int or (rows, cols) of positive ints, got {grid!r}.")
-    return tuple(pair)
+    return (grid, grid) if isinstance(grid, int) else tuple(grid)
 
 
 def resample_pos_embed(pos_embed: torch.Tensor, new_grid: "int | tuple[int, int]",
