@@ -15,7 +15,7 @@ from .models.swin import Swin, SwinConfig
 from .models.t2t import T2TConfig, T2TViT
 from .models.timm_interop import from_timm, load_pretrained, to_timm
 from .seed import seed_everything
-from .training import TrainConfig, check_device, evaluate, predict, train
+from .training import EarlyStopping, TrainConfig, check_device, evaluate, predict, train
 from .experiments import EXPERIMENTS, run_experiment
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ __all__ = [
     "ViTConfig", "ResNetConfig", "PRESETS", "get_preset", "ViT", "ResNet", "build_model",
     "count_parameters", "HybridConfig", "HybridViT", "T2TConfig", "T2TViT", "SwinConfig", "Swin",
     "MAEConfig", "MAE", "vit_from_mae", "CLIPConfig", "CLIP", "resample_pos_embed", "resize_vit", "EXPERIMENTS", "run_experiment", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
-    "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "train",
+    "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "EarlyStopping", "train",
     "evaluate", "predict", "record_attention", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
     "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",
     "DeviceUnavailableError", "check_device",

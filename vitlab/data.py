@@ -156,6 +156,32 @@ def take_subset(dataset: ImageDataset, subset: "int | None", seed: int = 0) -> I
                         name=f"{dataset.name}[{subset}]")
 
 
+def hold_out(dataset: ImageDataset, val_size: int, seed: int = 0) -> "tuple[ImageDataset, ImageDataset]":
+    """Split a held-out validation set off a training set: ``(train, val)``, disjoint, class-balanced.
+
+    For early stopping and model selection without touching the test set. ``val`` is the first
+    ``val_size`` images of :func:`balanced_order` (``seed``) over ``dataset``'s labels, ``train`` the rest
+    in their original order; together they are ``dataset``.
+
+    Raises:
+        ConfigError: ``val_size`` is not a positive int, or leaves no image to train on (it must be smaller
+            than the dataset).
+    """
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size < 1:
+        raise ConfigError(f"val_size must be a positive int (number of held-out images), got {val_size!r}.")
+    if val_size >= len(dataset):
+        raise ConfigError(f"A validation split of {val_size} images leaves nothing to train on: {dataset.name or 'the data'} "
+                          f"has {len(dataset)} images. Hold out fewer (e.g. a tenth: {max(1, len(dataset) // 10)}).")
+    order = balanced_order(dataset.labels, seed)
+    val_index = order[:val_size]
+    keep = torch.ones(len(dataset), dtype=torch.bool)
+    keep[val_index] = False
+    train_index = torch.nonzero(keep).flatten()
+    name = dataset.name or "data"
+    return (ImageDataset(dataset.images[train_index], dataset.labels[train_index], dataset.classes, name=f"{name}-train"),
+            ImageDataset(dataset.images[val_index], dataset.labels[val_index], dataset.classes, name=f"{name}-val"))
+
+
 def fashion_mnist(split: str = "train", subset: "int | None" = None, seed: int = 0,
                   root: "str | Path | None" = None) -> ImageDataset:
     """Fashion-MNIST (Xiao et al., 2017): 60,000 train / 10,000 test 28x28 grey images, 10 classes.

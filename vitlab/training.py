@@ -30,6 +30,7 @@ from .errors import CheckpointError, ConfigError, DeviceUnavailableError, Traini
 CHECKPOINT_NAME = "checkpoint.safetensors"  # weights + optimizer, rewritten every epoch (resume)
 MODEL_NAME = "model.safetensors"  # weights only, for use and for shipping
 HISTORY_NAME = "history.json"
+BEST_NAME = "best.safetensors"  # weights of the best epoch so far, with early stopping
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,37 @@ def check_recipe(cfg: "TrainConfig | PretrainConfig") -> None:
     if cfg.min_lr > cfg.lr:
         raise ConfigError(f"{type(cfg).__name__}.min_lr={cfg.min_lr!r} is above lr={cfg.lr!r}: the cosine "
                           "schedule decays from lr down to min_lr, so choose min_lr <= lr.")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when a held-out metric has not improved for ``patience`` epochs; end with its best epoch's weights.
+
+    The epoch cap is the recipe's ``epochs`` (the learning-rate schedule spans it); no stop happens during
+    the warm-up. Ties keep the earlier epoch.
+    """
+
+    patience: int = 10  # epochs without a new best (after the warm-up) before training stops
+    metric: str = "val_accuracy"  # the history key to maximise, from a held-out split of the training data
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, ("patience",))
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ConfigError(f"EarlyStopping.metric must be a history key such as 'val_accuracy', got {self.metric!r}.")
+        if self.metric.startswith("test"):
+            raise ConfigError(f"EarlyStopping.metric={self.metric!r} would choose the epoch on the test set, which "
+                              "then no longer measures generalisation. Hold out a validation split of the "
+                              "training data (vitlab.data.hold_out) and stop on 'val_accuracy'.")
+
+
+def best_epoch(history: list, metric: str) -> "int | None":
+    """The epoch (counted from 1) with the highest ``metric`` in a history, the earliest on ties; None if none has it."""
+    best, at = None, None
+    for record in history:
+        value = record.get(metric)
+        if value is not None and (best is None or value > best):
+            best, at = value, record["epoch"]
+    return at
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: TrainConfig) -> float:
@@ -126,8 +158,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 500, pro
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: list  # one dict per epoch: epoch, lr, train_loss, train_accuracy, test_*, seconds
+    history: list  # one dict per epoch: epoch, lr, train_loss, train_accuracy, val_* / test_*, seconds
     out_dir: "Path | None"
+    best_epoch: "int | None" = None  # with early stopping: the epoch whose weights the model holds
 
     @property
     def final(self) -> dict:
@@ -196,7 +229,8 @@ BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Generator], "torch.Tensor |
 def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainConfig | PretrainConfig", *,
         run_info: dict, out_dir: "str | Path | None" = None, resume: bool = True, progress: bool = True,
         loss_name: str = "loss", after_epoch: "Callable[[nn.Module], dict] | None" = None,
-        advice: str = "Lower the learning rate.", desc: str = "epochs") -> list[dict]:
+        advice: str = "Lower the learning rate.", desc: str = "epochs",
+        early_stopping: "EarlyStopping | None" = None) -> list[dict]:
     """The one training loop: minimise ``batch_loss`` over shuffled mini-batches of example indices.
 
     AdamW (no weight decay on biases, norms and embeddings), linear warm-up then cosine decay per step,
@@ -223,6 +257,9 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
             it runs after the epoch's last step and may switch the model to eval mode.
         advice: what the user can do if the loss diverges (for the error).
         desc: the epochs bar's label.
+        early_stopping: stop once ``early_stopping.metric`` (a key that ``after_epoch`` reports) has not
+            improved for ``patience`` epochs after the warm-up, and end with the best epoch's weights (also
+            in ``best.safetensors`` when ``out_dir`` is given, so a resumed run keeps them).
     Returns:
         the history: one dict per epoch (epoch, lr, ``loss_name``, the averaged sums, after_epoch's
         metrics, seconds), the resumed epochs included.
@@ -237,11 +274,19 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
     # one writer per run folder: a second run into it is refused at once
     with contextlib.nullcontext() if out is None else folder_lock(out, wait=False):
         return _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, loss_name,
-                    after_epoch, advice, desc)
+                    after_epoch, advice, desc, early_stopping)
+
+
+def _stopped(history: list, cfg, early_stopping: "EarlyStopping | None") -> bool:
+    """Whether early stopping ends training after the epochs of ``history``."""
+    if early_stopping is None or not history or len(history) < cfg.warmup_epochs:
+        return False
+    at = best_epoch(history, early_stopping.metric)
+    return at is not None and len(history) - at >= early_stopping.patience
 
 
 def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, loss_name, after_epoch, advice,
-         desc) -> list[dict]:
+         desc, early_stopping) -> list[dict]:
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -260,11 +305,18 @@ def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, 
         history = saved["history"]
         start_epoch = saved["epoch"]
         _write_derived_files(out, model, saved)  # a crash may have left them an epoch behind
+        if early_stopping is not None and best_epoch(history, early_stopping.metric) is not None \
+                and not (out / BEST_NAME).is_file():
+            raise CheckpointError(f"{out} holds an early-stopped run's checkpoint but not its best weights "
+                                  f"({BEST_NAME}). Pass resume=False (--no-resume) to train it again.")
+    best_state = None  # the best epoch's weights, in memory when there is no out_dir
     if out is not None:
         _remove_leftover_temporary_files(out)
     epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress,
                       initial=start_epoch, total=cfg.epochs)
     for epoch in epochs_bar:
+        if _stopped(history, cfg, early_stopping):
+            break
         t0 = time.perf_counter()
         model.train()
         gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
@@ -294,11 +346,26 @@ def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, 
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         epochs_bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
-                                if k == loss_name or k.startswith("test_a")})
+                                if k == loss_name or k.startswith("test_a") or k.startswith("val_a")})
+        if early_stopping is not None:
+            if early_stopping.metric not in record:
+                raise ConfigError(f"Early stopping watches {early_stopping.metric!r}, but the epoch's record has only "
+                                  f"{sorted(record)}; give a validation set (train(..., val_set=...)).")
+            if best_epoch(history, early_stopping.metric) == epoch + 1:  # a new best: keep these weights
+                if out is not None:  # written before the commit point: a resumed epoch rewrites it identically
+                    save_checkpoint(model, out / BEST_NAME, extra={"run": run_info, "epoch": epoch + 1,
+                                                                   early_stopping.metric: record[early_stopping.metric]})
+                else:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if out is not None:
             extra = {"run": run_info, "epoch": epoch + 1, "history": history}
             save_checkpoint(model, out / CHECKPOINT_NAME, extra=extra, optimizer=optimizer)  # the commit point
             _write_derived_files(out, model, extra)
+    if early_stopping is not None and best_epoch(history, early_stopping.metric) is not None:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        elif out is not None:
+            load_weights(model, out / BEST_NAME)
     model.eval()
     return history
 
@@ -326,14 +393,15 @@ def _write_derived_files(out: Path, model: nn.Module, extra: dict) -> None:
 
 def _remove_leftover_temporary_files(out: Path) -> None:
     """Delete the ``<name>.*.tmp`` files a killed atomic write of this folder's files left behind."""
-    for name in (CHECKPOINT_NAME, MODEL_NAME, HISTORY_NAME):
+    for name in (CHECKPOINT_NAME, MODEL_NAME, HISTORY_NAME, BEST_NAME):
         for leftover in out.glob(f"{name}.*.tmp"):
             leftover.unlink(missing_ok=True)
 
 
 def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
           test_set: "ImageDataset | None" = None, out_dir: "str | Path | None" = None,
-          resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu") -> TrainResult:
+          resume: bool = True, progress: bool = True, device: "str | torch.device" = "cpu",
+          val_set: "ImageDataset | None" = None, early_stopping: "EarlyStopping | None" = None) -> TrainResult:
     """Train a classifier on an in-memory dataset, evaluating after every epoch (through :func:`fit`).
 
     Args:
@@ -346,8 +414,13 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
         resume: continue from ``out_dir``'s checkpoint if there is one (it must be the same run).
         progress: show tqdm progress bars.
         device: where to train.
+        val_set: a held-out split of the training data (:func:`vitlab.data.hold_out`), evaluated after every
+            epoch (``val_accuracy``, ``val_loss`` in the history).
+        early_stopping: stop when the validation accuracy has not improved for ``patience`` epochs and end
+            with the best epoch's weights (needs ``val_set``; :class:`EarlyStopping`).
     Returns:
-        TrainResult with the trained model (in eval mode) and its per-epoch history.
+        TrainResult with the trained model (in eval mode), its per-epoch history and, with early
+        stopping, the best epoch.
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
         CheckpointError: ``out_dir`` holds a checkpoint of a different run.
@@ -366,16 +439,30 @@ def train(model: nn.Module, train_set: ImageDataset, cfg: TrainConfig = TrainCon
         loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         return loss, {"train_accuracy": (logits.argmax(1) == y).sum().item()}
 
-    def test_metrics(model: nn.Module) -> dict:
-        metrics = evaluate(model, test_set)
-        return {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"]}
+    if early_stopping is not None and val_set is None:
+        raise ConfigError("Early stopping needs a validation set: hold out part of the training data "
+                          "(train_set, val_set = vitlab.data.hold_out(train_set, n)) and pass val_set=val_set.")
+    evaluated = {name: data for name, data in (("val", val_set), ("test", test_set)) if data is not None}
+
+    def epoch_metrics(model: nn.Module) -> dict:
+        out = {}
+        for name, data in evaluated.items():
+            metrics = evaluate(model, data)
+            out.update({f"{name}_accuracy": metrics["accuracy"], f"{name}_loss": metrics["loss"]})
+        return out
 
     run_info = {"train": dataclasses.asdict(cfg), "train_set": train_set.name, "train_size": len(train_set)}
+    if val_set is not None:  # only then, so that runs without one resume from their older checkpoints
+        run_info.update(val_set=val_set.name, val_size=len(val_set),
+                        early_stopping=None if early_stopping is None else dataclasses.asdict(early_stopping))
     history = fit(model, len(train_set), batch_loss, cfg, run_info=run_info, out_dir=out_dir, resume=resume,
-                  progress=progress, loss_name="train_loss", after_epoch=test_metrics if test_set is not None else None,
+                  progress=progress, loss_name="train_loss", after_epoch=epoch_metrics if evaluated else None,
                   advice="Lower the learning rate (--lr), keep gradient clipping on (--grad-clip), or "
-                         "check the inputs for NaNs. The last good checkpoint is kept.")
-    return TrainResult(model=model, history=history, out_dir=Path(out_dir) if out_dir is not None else None)
+                         "check the inputs for NaNs. The last good checkpoint is kept.",
+                  early_stopping=early_stopping)
+    best = None if early_stopping is None else best_epoch(history, early_stopping.metric)
+    return TrainResult(model=model, history=history, out_dir=Path(out_dir) if out_dir is not None else None,
+                       best_epoch=best)
 
 
 @dataclass(frozen=True)

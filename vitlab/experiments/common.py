@@ -319,7 +319,8 @@ def _check_same_run(results: ResultsFile, done: dict, **wanted: Any) -> None:
 
 def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], nn.Module], train_set,
                    test_set, train_cfg, budget: str, progress: bool = True,
-                   device: "str | torch.device" = "cpu", **extra: Any) -> dict:
+                   device: "str | torch.device" = "cpu", val_set=None, early_stopping=None,
+                   run_dir: "str | Path | None" = None, **extra: Any) -> dict:
     """Train one classifier and record it, unless ``run_id`` is already in ``results``.
 
     Args:
@@ -333,16 +334,29 @@ def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], 
         budget: 'quick' or 'full' (stored in the record).
         progress: show tqdm progress bars.
         device: where to train ('cpu', 'cuda').
+        val_set: a held-out split of the training data, evaluated every epoch (for ``early_stopping``).
+        early_stopping: a :class:`vitlab.training.EarlyStopping`: train until it stops (``train_cfg.epochs``
+            is then the cap) and keep the best validation epoch's weights.
+        run_dir: if given, the run trains in ``run_dir/train/`` (resumable epoch by epoch: an interrupted
+            run continues there), and its final (with early stopping: best) weights are written to
+            ``run_dir/model.safetensors`` before the record is added; ``train/`` is removed afterwards.
         **extra: JSON-ready fields stored in the record, e.g. ``arm='vit', size=1000``.
     Raises:
         ResultsError: ``results`` already holds ``run_id`` but trained differently (other model, recipe,
-            train size or budget).
+            train size, validation split, patience or budget).
+        CheckpointError: ``run_dir/train/`` holds a checkpoint of another recipe's run.
     Returns:
         The record: run_id, experiment, budget, model ({'kind', 'config'}), params, train_size,
         test_size, seed, train (TrainConfig fields), images_seen, forward_flops (per image),
         train_flops, test_accuracy, test_loss, train_loss, wall_seconds, commit, finished_at,
-        torch, device, threads, plus ``extra``.
+        torch, device, threads, plus ``extra``; with ``val_set``: val_size and val_accuracy (of the
+        kept weights); with early stopping also best_epoch and epochs_run (images_seen and train_flops
+        count the epochs run); with ``run_dir``: weights (the path of model.safetensors, relative to the
+        results file's folder).
     """
+    import shutil
+
+    from ..checkpoint import save_checkpoint
     from ..models import count_parameters
     from ..training import evaluate, train
 
@@ -351,17 +365,23 @@ def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], 
     model = model_fn()
     done = results.get(run_id)
     if done is not None:
-        _check_same_run(results, done, model=config_to_dict(model.cfg), train=dataclasses.asdict(train_cfg),
-                        train_size=len(train_set), budget=budget)
+        wanted = dict(model=config_to_dict(model.cfg), train=dataclasses.asdict(train_cfg),
+                      train_size=len(train_set), budget=budget)
+        if val_set is not None:
+            wanted["val_size"] = len(val_set)
+        _check_same_run(results, done, **wanted, **extra)
         return done
     image_shape = tuple(train_set.images.shape[1:])
-    images_seen = train_cfg.epochs * len(train_set)
     forward_flops = count_forward_flops(model, image_shape)
-    train_flops = count_train_flops(model, image_shape, images_seen)
+    train_dir = None if run_dir is None else Path(run_dir) / "train"
     t0 = time.perf_counter()
-    result = train(model, train_set, train_cfg, test_set=None, out_dir=None, progress=progress, device=device)
+    result = train(model, train_set, train_cfg, test_set=None, out_dir=train_dir, progress=progress, device=device,
+                   val_set=val_set, early_stopping=early_stopping)
+    epochs_run = len(result.history)
+    images_seen = epochs_run * len(train_set)
+    train_flops = count_train_flops(model, image_shape, images_seen)
     metrics = evaluate(result.model, test_set)
-    wall = time.perf_counter() - t0
+    wall = max(time.perf_counter() - t0, sum(h["seconds"] for h in result.history))  # a resumed run: all epochs
     record = {
         "run_id": run_id,
         "experiment": results.experiment,
@@ -386,7 +406,20 @@ def run_classifier(results: ResultsFile, run_id: str, *, model_fn: Callable[[], 
         "threads": torch.get_num_threads(),
         **extra,
     }
+    if val_set is not None:
+        record["val_size"] = len(val_set)
+        record["val_accuracy"] = evaluate(result.model, val_set)["accuracy"]
+    if early_stopping is not None:
+        record.update(best_epoch=result.best_epoch, epochs_run=epochs_run, stop_metric=early_stopping.metric)
+    if run_dir is not None:
+        weights = Path(run_dir) / "model.safetensors"
+        record["weights"] = weights.relative_to(results.path.parent).as_posix() \
+            if weights.is_relative_to(results.path.parent) else str(weights)
+        save_checkpoint(result.model, weights, extra={"record": {k: v for k, v in record.items()
+                                                               if k not in ("commit", "finished_at")}})
     results.add(record)
+    if train_dir is not None:
+        shutil.rmtree(train_dir, ignore_errors=True)  # the record and the weights hold what it was for
     return record
 
 

@@ -5,25 +5,31 @@ random JFT subsets of 9M to 300M images: with little data the ResNets win, with 
 ViTs do; the convolution's built-in assumptions (locality, translation equivariance) help when data
 is scarce and become a limit when it is plentiful.
 
-Here, at laptop scale: three models of matched training compute per image (about 45 MFLOPs forward +
-backward) -- a ViT, a hybrid (ResNet stages feeding a ViT) and a ResNet -- each trained from scratch
-on nested, class-balanced subsets of Fashion-MNIST train, from a few hundred images to all 60,000,
-with several seeds, and evaluated on the 10,000 test images.
+Here, at laptop scale: models of matched training compute per image (about 45 MFLOPs forward +
+backward) -- a ViT, a ResNet and (optionally) a hybrid (ResNet stages feeding a ViT) -- each trained
+from scratch on nested, class-balanced subsets of Fashion-MNIST train, from a few hundred images to
+all 60,000, with several seeds, and evaluated on the 10,000 test images.
 
-**Budget rule: the same number of epochs for every size, with a floor on the number of steps.**
-Every training image is seen the same number of times (``epochs``), so what changes from one size
-to the next is only how much data there is, not how often each image is revisited. A tiny subset
-would then get only a handful of optimisation steps and its result would measure under-training
-rather than lack of data, so every run sees at least ``min_images`` images (400 steps of 64; tiny
-subsets get more epochs: 103 at 250 images). The other common rule -- the same number of steps for
-every size -- would repeat the 60,000-image run's 2,800 steps at each of the six sizes: about 3x the
-compute of this rule for the same largest run, beyond the budget of about two hours on two CPU
-cores. As in the paper (300 epochs on ImageNet, 7 on JFT-300M), the bigger training sets get more
-compute in total; the lesson says so.
+**Budget rule (the headline, ``data-scale.json``): every run trained to convergence.** Of each subset of
+``size`` labelled images, a tenth (class-balanced) is held out for validation and the rest is trained
+on; training stops when the validation accuracy has not improved for ``patience`` epochs (after the
+warm-up), or at the epoch cap, and the model is the one of the best validation epoch. Its test accuracy
+is reported (the paper reports the best validation accuracy of each run, Appendix B). Patience and cap
+follow from the size (:func:`patience_for`, :func:`cap_for`): a cap of ``max_images`` images seen (at
+most ``max_epochs`` epochs), and a patience of ``patience_epochs`` epochs or ``patience_images``
+images, whichever is more, so that a few hundred noisy validation images do not stop a small run in
+its first steps. The learning-rate schedule spans the cap. Every run's best weights are saved under
+``data/results/data-scale-runs/<arm>/n=<size>/seed=<seed>/model.safetensors`` for the analyses of
+lessons 04 and 06.
+
+**The second view (``data-scale-equal-compute.json``): the same epochs for every size**, with a floor on
+the images seen (:class:`EqualEpochsBudget`, ``rule='equal-epochs'``): what the earlier version of this
+lesson measured. Those are compute curves: the bigger sets get more compute, but none is trained to
+the end (60,000 images for 3 epochs: 81.7% for the ViT that reaches 91.5% when trained to the end).
 
 Each seed fixes the weights, batch order and augmentation, and also which images form the subsets
-(``vitlab.data.balanced_order(labels, seed)``; subsets of one seed are nested), so the spread across
-seeds includes the luck of the draw, which dominates at a few hundred images.
+(``vitlab.data.balanced_order(labels, seed)``; subsets of one seed are nested) and the validation
+split, so the spread across seeds includes the luck of the draw, which dominates at a few hundred images.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ResNetConfig, ViTConfig
-from ..data import fashion_mnist, take_subset
-from ..errors import ConfigError
+from ..data import fashion_mnist, hold_out, take_subset
+from ..errors import ConfigError, TrainSizeError
 from ..models import build_model
 from ..models.hybrid import HybridConfig
+from ..training import EarlyStopping
 from .common import (ResultsFile, check_budget, check_train_sizes, default_results_path, log_run, recipe,
                      run_classifier)
 
@@ -56,8 +63,33 @@ ARM_LABELS = {"vit": "ViT (patch 4, 4 blocks, D 64)", "hybrid": "hybrid (ResNet 
 
 
 @dataclass(frozen=True)
-class DataScaleBudget:
-    """What one budget runs."""
+class ConvergedBudget:
+    """What one budget runs under the headline rule: every run trained to convergence (early stopping)."""
+
+    sizes: tuple  # labelled images per run (nested, class-balanced subsets of Fashion-MNIST train)
+    seeds: tuple  # seeds per size and arm
+    max_images: int  # epoch cap: at most this many images seen ...
+    max_epochs: int  # ... and at most this many epochs
+    patience_epochs: int  # stop after this many epochs without a better validation accuracy ...
+    patience_images: int  # ... or this many images seen, whichever is more
+    val_fraction: float  # the share of each subset held out for validation (at least 10 images)
+    test_size: "int | None"  # test images (class-balanced subset); None = all 10,000
+    arms: tuple = ("vit", "cnn")  # which models (add 'hybrid' with --arms)
+    batch_size: int = 128  # images per optimisation step
+    augment: bool = True  # random crop + flip
+    rule: str = "converged"
+
+    def __post_init__(self) -> None:
+        from ..config import check_positive_ints
+
+        check_positive_ints(self, ("max_images", "max_epochs", "patience_epochs", "patience_images", "batch_size"))
+        if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):
+            raise ConfigError(f"ConvergedBudget.val_fraction must be a float in (0, 1), got {self.val_fraction!r}.")
+
+
+@dataclass(frozen=True)
+class EqualEpochsBudget:
+    """What one budget runs under the second rule: the same epochs for every size, with a floor."""
 
     sizes: tuple  # training-set sizes (nested, class-balanced subsets of Fashion-MNIST train)
     seeds: tuple  # seeds per size and arm
@@ -67,18 +99,33 @@ class DataScaleBudget:
     arms: tuple = tuple(ARMS)  # which models
     batch_size: int = 128  # images per optimisation step
     augment: bool = True  # random crop + flip (off in the quick budget: it slows the first few hundred steps)
+    rule: str = "equal-epochs"
 
+
+DataScaleBudget = EqualEpochsBudget  # the name of the earlier version
 
 BUDGET_SETTINGS = {
-    # About a minute on a free 2-core machine: ViT and ResNet only, one seed, three sizes, small batches,
-    # no augmentation, a 2,000-image test subset. A live demonstration of the pipeline, not the result.
-    "quick": DataScaleBudget(sizes=(200, 800, 3200), seeds=(0,), epochs=2, min_images=2400, test_size=2000,
-                             arms=("vit", "cnn"), batch_size=32, augment=False),
-    # The committed result: 6 sizes x 3 seeds x 3 arms = 54 runs, 3.1M training images (see the module
-    # docstring for the rule); about 2 h on one free CPU core, minutes on a GPU.
-    "full": DataScaleBudget(sizes=(250, 750, 2500, 7500, 20000, 60000), seeds=(0, 1, 2), epochs=3,
-                            min_images=25600, test_size=None, batch_size=64),
+    # About a minute and a half on a free 2-core machine: ViT and ResNet, one seed, three sizes, caps of
+    # a few epochs, no augmentation, a 2,000-image test subset. A live demonstration of the pipeline.
+    "quick": ConvergedBudget(sizes=(300, 1200, 4800), seeds=(0,), max_images=9600, max_epochs=30,
+                             patience_epochs=2, patience_images=2400, val_fraction=0.1, test_size=2000,
+                             batch_size=64, augment=False),
+    # The committed result: 6 sizes x 3 seeds x 2 arms = 36 runs, each to convergence or its cap (3M
+    # images, 200 epochs): hours on 2 CPU cores, one process per seed (`--seeds N`), resumable per epoch.
+    "full": ConvergedBudget(sizes=(250, 750, 2500, 7500, 20000, 60000), seeds=(0, 1, 2), max_images=3_000_000,
+                            max_epochs=200, patience_epochs=10, patience_images=20_000, val_fraction=0.1,
+                            test_size=None, batch_size=128),
 }
+
+# The second view, committed in data/results/data-scale-equal-compute.json (54 runs, finished).
+EQUAL_EPOCHS_SETTINGS = {
+    "quick": EqualEpochsBudget(sizes=(200, 800, 3200), seeds=(0,), epochs=2, min_images=2400, test_size=2000,
+                               arms=("vit", "cnn"), batch_size=32, augment=False),
+    "full": EqualEpochsBudget(sizes=(250, 750, 2500, 7500, 20000, 60000), seeds=(0, 1, 2), epochs=3,
+                              min_images=25600, test_size=None, batch_size=64),
+}
+RULES = ("converged", "equal-epochs")
+RESULTS_NAMES = {"converged": EXPERIMENT, "equal-epochs": f"{EXPERIMENT}-equal-compute"}
 
 # The paper's Table 5: ImageNet top-1 (%) after pre-training on data sets of growing size, fine-tuned
 # at 384 px (Dosovitskiy et al., 2021). Keys: pre-training images; values: model -> accuracy.
@@ -93,13 +140,44 @@ PAPER_TABLE5 = {
 }
 
 
-def epochs_for(size: int, settings: DataScaleBudget) -> int:
-    """Epochs for a subset of ``size`` images: ``settings.epochs``, or more to see ``min_images``."""
+def epochs_for(size: int, settings: EqualEpochsBudget) -> int:
+    """Epochs for a subset of ``size`` images under the equal-epochs rule: ``settings.epochs``, or more
+    to see ``min_images``."""
     return max(settings.epochs, math.ceil(settings.min_images / size))
+
+
+def val_size_for(size: int, settings: ConvergedBudget) -> int:
+    """Images held out for validation from a subset of ``size``: ``val_fraction`` of it, at least 10.
+
+    Raises:
+        TrainSizeError: the split would leave fewer than 10 images to train on.
+    """
+    val = max(10, round(settings.val_fraction * size))
+    if size - val < 10:
+        raise TrainSizeError(f"A subset of {size} images is too small for a validation split of {val} and at "
+                             "least 10 images to train on: choose sizes of at least 20.")
+    return val
+
+
+def cap_for(train_size: int, settings: ConvergedBudget) -> int:
+    """The epoch cap for ``train_size`` training images: ``max_images`` images seen, at most ``max_epochs``."""
+    return max(1, min(settings.max_epochs, math.ceil(settings.max_images / train_size)))
+
+
+def patience_for(train_size: int, settings: ConvergedBudget) -> int:
+    """Epochs without a better validation accuracy before a run stops: ``patience_epochs``, or more to
+    see ``patience_images`` images."""
+    return max(settings.patience_epochs, math.ceil(settings.patience_images / train_size))
 
 
 def run_id_for(arm: str, size: int, seed: int) -> str:
     return f"{arm}/n={size}/seed={seed}"
+
+
+def runs_folder(results_path: "str | Path") -> Path:
+    """Where the converged runs' weights go: ``<results file's folder>/data-scale-runs/`` (beside the file)."""
+    path = Path(results_path)
+    return path.parent / f"{path.stem}-runs"
 
 
 def _check_arms(arms, default: tuple) -> list[str]:
@@ -110,51 +188,85 @@ def _check_arms(arms, default: tuple) -> list[str]:
     return arms
 
 
+def _check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise ConfigError(f"Unknown data-scale rule {rule!r}; use 'converged' (the headline: every run trained "
+                          "to convergence) or 'equal-epochs' (the second view: the same epochs for every size).")
+    return rule
+
+
 def run(budget: str = "quick", results_path: "str | Path | None" = None, progress: bool = True,
         seeds: "list[int] | None" = None, device: str = "cpu", sizes: "list[int] | None" = None,
-        arms: "list[str] | None" = None) -> ResultsFile:
+        arms: "list[str] | None" = None, rule: str = "converged") -> ResultsFile:
     """Train every arm on every subset size with every seed (resuming: finished runs are skipped).
 
     Args:
-        budget: 'quick' or 'full' (see :data:`BUDGET_SETTINGS`).
-        results_path: the JSON results file; default ``data/results/data-scale.json`` (full) or
-            ``data/results/quick/data-scale.json`` (quick).
+        budget: 'quick' or 'full' (see :data:`BUDGET_SETTINGS`, or :data:`EQUAL_EPOCHS_SETTINGS`).
+        results_path: the JSON results file; default ``data/results/data-scale.json`` (full, converged),
+            ``data/results/data-scale-equal-compute.json`` (full, equal epochs), or the same names under
+            ``data/results/quick/`` (quick).
         progress: progress bars and one line per finished run.
         seeds: seeds to run instead of the budget's.
         device: where to train ('cpu', 'cuda').
-        sizes: training-set sizes instead of the budget's (each at most 60,000).
+        sizes: subset sizes instead of the budget's (each at most 60,000).
         arms: some of ``['vit', 'hybrid', 'cnn']`` instead of the budget's.
+        rule: 'converged' (early stopping on a held-out split; the best epoch's weights saved in
+            :func:`runs_folder`, resumable within a run) or 'equal-epochs' (the earlier rule).
     Returns:
-        The :class:`~vitlab.experiments.common.ResultsFile`; each record also has ``arm``, ``size``,
-        ``epochs`` and ``data_seed``.
+        The :class:`~vitlab.experiments.common.ResultsFile`; each record also has ``arm``, ``size``
+        and ``data_seed``; converged records also ``val_size``, ``val_accuracy``, ``best_epoch``,
+        ``epochs_run``, ``epoch_cap``, ``patience`` and ``weights``; equal-epochs records ``epochs``.
     Raises:
-        UnknownBudgetError, TrainSizeError (a size larger than the data), ConfigError (unknown arm),
-        ResultsError (an unreadable or foreign results file).
+        UnknownBudgetError, TrainSizeError (a size larger than the data, or too small to split),
+        ConfigError (unknown arm or rule), ResultsError (an unreadable or foreign results file),
+        CheckpointError (a run folder that holds another recipe's run).
     """
-    settings = BUDGET_SETTINGS[check_budget(budget)]
+    settings = (BUDGET_SETTINGS if _check_rule(rule) == "converged" else EQUAL_EPOCHS_SETTINGS)[check_budget(budget)]
     arms = _check_arms(arms, settings.arms)
     seeds = list(dict.fromkeys(settings.seeds if seeds is None else seeds))
     train_full = fashion_mnist("train")
     sizes = check_train_sizes(list(settings.sizes if sizes is None else sizes), len(train_full),
                               "Fashion-MNIST training set")
-    results = ResultsFile(results_path if results_path is not None else default_results_path(EXPERIMENT, budget),
-                          EXPERIMENT)
+    if rule == "converged":
+        for size in sizes:
+            val_size_for(size, settings)  # refuse a size too small to split before anything trains
+    if results_path is None:
+        results_path = default_results_path(RESULTS_NAMES[rule], budget)
+    results = ResultsFile(results_path, EXPERIMENT)
     test_set = fashion_mnist("test", subset=settings.test_size, seed=0)
     total, done = len(seeds) * len(sizes) * len(arms), 0
     for seed in seeds:  # seed by seed, so an interrupted run leaves whole curves behind
         for size in sizes:
-            train_set = take_subset(train_full, size, seed=seed)  # nested within a seed
-            epochs = epochs_for(size, settings)
+            subset = take_subset(train_full, size, seed=seed)  # nested within a seed
             for arm in arms:
-                train_cfg = recipe(epochs, seed, batch_size=settings.batch_size, augment=settings.augment)
-                record = run_classifier(
-                    results, run_id_for(arm, size, seed), model_fn=lambda arm=arm: build_model(ARMS[arm]),
-                    train_set=train_set, test_set=test_set, train_cfg=train_cfg, budget=budget, progress=progress,
-                    device=device, arm=arm, size=size, epochs=epochs, data_seed=seed)
+                run_id = run_id_for(arm, size, seed)
+                model_fn = lambda arm=arm: build_model(ARMS[arm])  # noqa: E731
+                if rule == "converged":
+                    train_set, val_set = hold_out(subset, val_size_for(size, settings), seed=seed)
+                    cap, patience = cap_for(len(train_set), settings), patience_for(len(train_set), settings)
+                    train_cfg = recipe(cap, seed, batch_size=settings.batch_size, augment=settings.augment)
+                    record = run_classifier(
+                        results, run_id, model_fn=model_fn, train_set=train_set, test_set=test_set,
+                        train_cfg=train_cfg, budget=budget, progress=progress, device=device,
+                        val_set=val_set, early_stopping=EarlyStopping(patience=patience),
+                        run_dir=runs_folder(results.path) / run_id, arm=arm, size=size, data_seed=seed,
+                        epoch_cap=cap, patience=patience)
+                else:
+                    epochs = epochs_for(size, settings)
+                    train_cfg = recipe(epochs, seed, batch_size=settings.batch_size, augment=settings.augment)
+                    record = run_classifier(
+                        results, run_id, model_fn=model_fn, train_set=subset, test_set=test_set,
+                        train_cfg=train_cfg, budget=budget, progress=progress, device=device, arm=arm,
+                        size=size, epochs=epochs, data_seed=seed)
                 done += 1
                 if progress:
                     log_run(done, total, record, f"{arm} n={size} seed={seed}")
     return results
+
+
+def equal_compute_results() -> ResultsFile:
+    """The committed second view: ``data/results/data-scale-equal-compute.json`` (equal epochs, 54 runs)."""
+    return ResultsFile(default_results_path(RESULTS_NAMES["equal-epochs"], "full"), EXPERIMENT)
 
 
 # ---- from records to arrays (for the notebook and its plots) ------------------------------------------
@@ -214,5 +326,7 @@ def gap_landmarks(summary: dict, ahead: str = "cnn", behind: str = "vit") -> dic
             "smallest_at": int(sizes[i_min]), "smallest_gap": float(gap[i_min]), "crossings": crossings}
 
 
-__all__ = ["EXPERIMENT", "ARMS", "ARM_LABELS", "DataScaleBudget", "BUDGET_SETTINGS", "PAPER_TABLE5", "epochs_for",
-           "run_id_for", "run", "summarize", "gap_landmarks"]
+__all__ = ["EXPERIMENT", "ARMS", "ARM_LABELS", "ConvergedBudget", "EqualEpochsBudget", "DataScaleBudget",
+           "BUDGET_SETTINGS", "EQUAL_EPOCHS_SETTINGS", "RULES", "PAPER_TABLE5", "epochs_for", "val_size_for",
+           "cap_for", "patience_for", "run_id_for", "runs_folder", "run", "equal_compute_results", "summarize",
+           "gap_landmarks"]

@@ -43,7 +43,7 @@ def _fractions(value: Any) -> bool:
 
 
 _COUNTS = ("params", "images_seen", "train_size", "test_size", "val_size", "forward_flops", "train_flops",
-           "size", "epochs", "threads", "img_size")
+           "size", "epochs", "threads", "img_size", "epochs_run", "best_epoch", "epoch_cap", "patience")
 
 
 def _rule(name: str) -> "tuple[str, Callable[[Any], bool]] | None":
@@ -94,9 +94,15 @@ def _check_recipe(record: dict, recipe_name: str, where: str) -> None:
         raise ResultsError(f"{where}: {recipe_name!r} must be a mapping of {cls.__name__} fields, got {recipe!r}.")
     if "epochs" in record and record["epochs"] != cfg.epochs:
         raise ResultsError(f"{where}: 'epochs' is {record['epochs']!r} but its recipe trained {cfg.epochs} epochs.")
-    if "images_seen" in record and "train_size" in record and record["images_seen"] != cfg.epochs * record["train_size"]:
-        raise ResultsError(f"{where}: 'images_seen' is {record['images_seen']!r} but {cfg.epochs} epochs of "
-                           f"{record['train_size']} images are {cfg.epochs * record['train_size']}.")
+    epochs = cfg.epochs
+    if "epochs_run" in record:  # an early-stopped run: the recipe's epochs are its cap
+        epochs = record["epochs_run"]
+        if not 1 <= epochs <= cfg.epochs or not 1 <= record.get("best_epoch", 1) <= epochs:
+            raise ResultsError(f"{where}: 'epochs_run' {epochs!r} and 'best_epoch' {record.get('best_epoch')!r} must "
+                               f"satisfy 1 <= best_epoch <= epochs_run <= the cap of {cfg.epochs} epochs.")
+    if "images_seen" in record and "train_size" in record and record["images_seen"] != epochs * record["train_size"]:
+        raise ResultsError(f"{where}: 'images_seen' is {record['images_seen']!r} but {epochs} epochs of "
+                           f"{record['train_size']} images are {epochs * record['train_size']}.")
 
 
 def check_finished(finished: Any, records: list, experiment: str, path: "str | Path") -> None:
