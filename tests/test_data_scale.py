@@ -14,16 +14,32 @@ from vitlab.experiments import data_scale as experiment
 from vitlab.experiments.common import ResultsFile, TrainSizeError, count_train_flops, repo_root
 from vitlab.models import build_model
 from vitlab.plots.experiments import plot_data_scale
+import vitlab
+from vitlab.data import fashion_mnist, hold_out
+from vitlab.training import evaluate
 
 torch.set_num_threads(1)
 
 
-def test_full_budget_spans_a_few_hundred_to_all_images_with_three_seeds():
-    full = experiment.BUDGET_SETTINGS["full"]
-    assert len(full.sizes) >= 6 and min(full.sizes) <= 500 and max(full.sizes) == 60000
-    assert list(full.sizes) == sorted(full.sizes)
-    assert len(full.seeds) >= 3 and full.test_size is None  # the fixed 10,000-image test set
+@pytest.mark.parametrize("settings", [experiment.BUDGET_SETTINGS["full"], experiment.EQUAL_EPOCHS_SETTINGS["full"]])
+def test_full_budget_spans_a_few_hundred_to_all_images_with_three_seeds(settings):
+    assert len(settings.sizes) >= 6 and min(settings.sizes) <= 500 and max(settings.sizes) == 60000
+    assert list(settings.sizes) == sorted(settings.sizes)
+    assert len(settings.seeds) >= 3 and settings.test_size is None  # the fixed 10,000-image test set
     assert set(experiment.ARMS) == {"vit", "hybrid", "cnn"}
+
+
+def test_converged_rule_by_hand():
+    full = experiment.BUDGET_SETTINGS["full"]  # cap 3M images (<= 200 epochs); patience 10 epochs or 20k images
+    assert full.rule == "converged" and {"vit", "cnn"} <= set(full.arms)
+    assert experiment.val_size_for(60000, full) == 6000 and experiment.val_size_for(250, full) == 25
+    assert experiment.val_size_for(50, full) == 10  # at least 10 held out
+    assert experiment.cap_for(54000, full) == 56  # ceil(3,000,000 / 54,000)
+    assert experiment.cap_for(2250, full) == 200  # 1,334 epochs would pass the 200-epoch cap
+    assert experiment.patience_for(54000, full) == 10
+    assert experiment.patience_for(225, full) == 89  # ceil(20,000 / 225): a few hundred images need more epochs
+    with pytest.raises(TrainSizeError, match="too small for a validation split"):
+        experiment.val_size_for(15, full)
 
 
 def test_budget_rule_same_epochs_with_a_floor_on_images_seen():
@@ -41,8 +57,9 @@ def test_arms_have_matched_training_compute_per_image():
 
 def test_run_records_every_arm_size_and_seed_and_resumes(tmp_path, monkeypatch):
     small = experiment.DataScaleBudget(sizes=(30, 60), seeds=(0, 1), epochs=1, min_images=60, test_size=50)
-    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", small)
-    results = experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit", "cnn"])
+    monkeypatch.setitem(experiment.EQUAL_EPOCHS_SETTINGS, "quick", small)
+    results = experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit", "cnn"],
+                             rule="equal-epochs")
     assert len(results.records) == 2 * 2 * 2
     record = results.get(experiment.run_id_for("cnn", 30, 1))
     assert record["arm"] == "cnn" and record["size"] == record["train_size"] == 30 and record["seed"] == 1
@@ -50,8 +67,94 @@ def test_run_records_every_arm_size_and_seed_and_resumes(tmp_path, monkeypatch):
     assert record["budget"] == "quick" and record["data_seed"] == 1
     reloaded = ResultsFile(tmp_path / "d.json", "data-scale")
     assert reloaded.records == results.records
+    again = experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit", "cnn"],
+                           rule="equal-epochs")
+    assert [r["finished_at"] for r in again.records] == [r["finished_at"] for r in results.records]
+
+
+SMALL_CONVERGED = experiment.ConvergedBudget(sizes=(40, 80), seeds=(0,), max_images=320, max_epochs=6,
+                                             patience_epochs=1, patience_images=60, val_fraction=0.25, test_size=60,
+                                             batch_size=32, augment=False)
+
+
+def test_converged_run_records_its_stop_and_saves_the_best_weights(tmp_path, monkeypatch):
+    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
+    results = experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit", "cnn"])
+    assert len(results.records) == 4
+    record = results.get(experiment.run_id_for("vit", 80, 0))
+    assert record["size"] == 80 and record["val_size"] == 20 and record["train_size"] == 60
+    assert record["epoch_cap"] == 6 and record["patience"] == 1  # ceil(320 / 60) = 6; max(1, ceil(60 / 60))
+    assert 1 <= record["best_epoch"] <= record["epochs_run"] <= 6
+    assert record["images_seen"] == record["epochs_run"] * 60 and record["train"]["epochs"] == 6
+    assert record["weights"] == "d-runs/vit/n=80/seed=0/model.safetensors"
+    model = vitlab.load_checkpoint(tmp_path / record["weights"])
+    test_set = fashion_mnist("test", subset=60, seed=0)
+    assert evaluate(model, test_set)["accuracy"] == record["test_accuracy"]  # the weights the record measured
+    train_set, val_set = hold_out(fashion_mnist("train", subset=80, seed=0), 20, seed=0)
+    assert evaluate(model, val_set)["accuracy"] == record["val_accuracy"]
+    assert not (tmp_path / "d-runs/vit/n=80/seed=0/train").exists()  # the working folder is cleaned up
     again = experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit", "cnn"])
     assert [r["finished_at"] for r in again.records] == [r["finished_at"] for r in results.records]
+
+
+def test_an_interrupted_converged_run_resumes_in_its_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
+    straight = experiment.run("quick", results_path=tmp_path / "a.json", progress=False, arms=["vit"], sizes=[80])
+    import vitlab.training as train_module
+
+    real, calls = train_module.evaluate, {"n": 0}
+
+    def crash_at_the_second_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", crash_at_the_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run("quick", results_path=tmp_path / "b.json", progress=False, arms=["vit"], sizes=[80])
+    monkeypatch.setattr(train_module, "evaluate", real)
+    assert (tmp_path / "b-runs/vit/n=80/seed=0/train/checkpoint.safetensors").is_file()  # epoch 1 is kept
+    assert not (tmp_path / "b.json").exists()
+    resumed = experiment.run("quick", results_path=tmp_path / "b.json", progress=False, arms=["vit"], sizes=[80])
+    (a,), (b,) = straight.records, resumed.records
+    assert (a["best_epoch"], a["epochs_run"], a["test_accuracy"]) == (b["best_epoch"], b["epochs_run"], b["test_accuracy"])
+
+
+def test_a_run_folder_of_another_recipe_is_refused(tmp_path, monkeypatch):
+    from vitlab.errors import CheckpointError
+
+    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
+    import vitlab.training as train_module
+
+    real, calls = train_module.evaluate, {"n": 0}
+
+    def crash_at_the_second_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", crash_at_the_second_validation)
+    with pytest.raises(KeyboardInterrupt):  # leaves epoch 1 of the 6-epoch-cap run in the run folder
+        experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"], sizes=[80])
+    monkeypatch.setattr(train_module, "evaluate", real)
+    other = experiment.ConvergedBudget(**{**SMALL_CONVERGED.__dict__, "max_epochs": 4})
+    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", other)
+    with pytest.raises(CheckpointError, match="different run .*train.epochs: saved 6, now 4"):
+        experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"], sizes=[80])
+
+
+@pytest.mark.parametrize("field, value", [("patience_epochs", 0), ("max_epochs", 2.5), ("max_images", True),
+                                          ("val_fraction", 1.0), ("val_fraction", 0)])
+def test_a_budget_with_a_bad_patience_cap_or_split_is_refused(field, value):
+    with pytest.raises(ConfigError, match=f"ConvergedBudget.{field} must be"):
+        experiment.ConvergedBudget(**{**SMALL_CONVERGED.__dict__, field: value})
+
+
+def test_an_unknown_rule_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown data-scale rule 'steps'"):
+        experiment.run("quick", results_path=tmp_path / "d.json", rule="steps")
 
 
 def test_a_train_size_larger_than_the_data_is_a_typed_error(tmp_path):
@@ -69,11 +172,11 @@ def test_another_budget_in_the_same_file_is_refused(tmp_path, monkeypatch):
     from vitlab.experiments.common import ResultsError
 
     small = experiment.DataScaleBudget(sizes=(30,), seeds=(0,), epochs=1, min_images=30, test_size=50)
-    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", small)
-    experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"])
-    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", small.__class__(**{**small.__dict__, "epochs": 2}))
+    monkeypatch.setitem(experiment.EQUAL_EPOCHS_SETTINGS, "quick", small)
+    experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"], rule="equal-epochs")
+    monkeypatch.setitem(experiment.EQUAL_EPOCHS_SETTINGS, "quick", small.__class__(**{**small.__dict__, "epochs": 2}))
     with pytest.raises(ResultsError, match="already holds run 'vit/n=30/seed=0', but made differently"):
-        experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"])
+        experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"], rule="equal-epochs")
 
 
 def _records(table):
@@ -114,7 +217,8 @@ def test_plot_data_scale_returns_a_figure_with_and_without_the_paper():
         plot_data_scale({})
 
 
-FULL_RESULTS = repo_root() / "data" / "results" / "data-scale.json"
+FULL_RESULTS = repo_root() / "data" / "results" / "data-scale-equal-compute.json"
+CONVERGED = repo_root() / "data" / "results" / "data-scale.json"
 TOLERANCE = 0.03  # absolute test accuracy at 250 images; exact on the same machine and thread count
 
 
@@ -122,12 +226,28 @@ def test_smallest_configuration_matches_the_committed_full_result(tmp_path):
     """Re-run the cheapest full-budget run (ViT, 250 images, seed 0: ~20 s) and compare with the file."""
     if not FULL_RESULTS.exists():
         pytest.skip(f"{FULL_RESULTS} is not committed yet: run `vitlab reproduce data-scale --budget full`.")
-    smallest = min(experiment.BUDGET_SETTINGS["full"].sizes)
+    smallest = min(experiment.EQUAL_EPOCHS_SETTINGS["full"].sizes)
     committed = ResultsFile(FULL_RESULTS, "data-scale").get(experiment.run_id_for("vit", smallest, 0))
     assert committed is not None, "the committed file lacks the smallest ViT run of seed 0"
     rerun = experiment.run("full", results_path=tmp_path / "d.json", progress=False, seeds=[0], sizes=[smallest],
-                           arms=["vit"])
+                           arms=["vit"], rule="equal-epochs")
     (mine,) = rerun.records
     assert mine["model"] == committed["model"] and mine["train"] == committed["train"]
     assert mine["images_seen"] == committed["images_seen"]
     assert abs(mine["test_accuracy"] - committed["test_accuracy"]) <= TOLERANCE
+
+
+def _committed_converged_records():
+    if not CONVERGED.exists():
+        return []
+    return ResultsFile(CONVERGED, "data-scale").records
+
+
+@pytest.mark.parametrize("record", _committed_converged_records(), ids=lambda r: r["run_id"])
+def test_every_committed_converged_run_ships_the_weights_it_measured(record):
+    """Each committed run's weights rebuild and score its recorded accuracy on the test set (10,000 images)."""
+    model = vitlab.load_checkpoint(CONVERGED.parent / record["weights"])
+    assert model.cfg == build_model(experiment.ARMS[record["arm"]]).cfg
+    test_set = fashion_mnist("test", subset=experiment.BUDGET_SETTINGS["full"].test_size, seed=0)
+    assert abs(evaluate(model, test_set)["accuracy"] - record["test_accuracy"]) <= 1e-4
+    assert record["best_epoch"] <= record["epochs_run"] <= record["epoch_cap"]
