@@ -121,3 +121,27 @@ def test_a_results_path_that_cannot_be_written_is_one_line_before_the_first_run(
     err = capsys.readouterr().err
     assert err.startswith("vitlab reproduce: error:") and len(err.strip().splitlines()) == 1
     assert fake_experiment == []  # nothing ran
+
+
+def test_rule_picks_the_data_scale_view_and_its_results_file(capsys, monkeypatch):
+    """`--rule equal-epochs` runs the second view into its own file; the headline file is never touched."""
+    from vitlab.experiments import data_scale
+
+    calls = []
+
+    def run(budget="quick", results_path=None, progress=True, rule="converged"):
+        calls.append((budget, results_path, rule))
+        return ResultsFile(results_path, "data-scale")
+
+    monkeypatch.setattr(data_scale, "run", run)
+    assert main(["reproduce", "data-scale", "--rule", "equal-epochs", "--quiet"]) == 0
+    assert main(["reproduce", "data-scale", "--rule", "converged", "--quiet"]) == 0
+    (b1, path1, rule1), (b2, path2, rule2) = calls
+    assert (rule1, path1.parts[-2:]) == ("equal-epochs", ("quick", "data-scale-equal-compute.json"))
+    assert (rule2, path2.parts[-2:]) == ("converged", ("quick", "data-scale.json"))
+
+
+def test_rule_is_refused_for_an_experiment_without_rules(tmp_path, capsys, fake_experiment):
+    assert main(["reproduce", "fake", "--rule", "equal-epochs", "--results", str(tmp_path / "f.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--rule is a data-scale option" in err and "drop --rule" in err and not fake_experiment

@@ -81,9 +81,27 @@ def test_committed_results_of_an_unknown_experiment_or_a_foreign_file_are_typed_
         committed_results("swin")
 
 
+# Results files committed while their full budget still trains (over several working sessions). Each must be
+# honest about it: no finished mark, every record a full-budget one, and its run folder holding each record's
+# weights. Remove a name once its file is finished.
+IN_PROGRESS = {"data/results/data-scale.json"}
+
+
+def _experiment_of(stem: str) -> str | None:
+    """The experiment a results file belongs to: its own name, or one of the extra views it declares."""
+    import importlib
+
+    for name in EXPERIMENTS:
+        module = importlib.import_module(get_experiment(name).__module__)
+        if stem == name or stem in getattr(module, "RESULTS_NAMES", {}).values():
+            return name
+    return None
+
+
 def test_every_committed_results_file_is_a_finished_full_budget():
-    """A partial file (an interrupted or still running full budget) must not be committed: lessons and the
-    gallery would fall back to the quick run while the repository claimed to hold the result."""
+    """A partial file (an interrupted or still running full budget) must not be committed unless it is listed as
+    in progress: lessons and the gallery would fall back to the quick run while the repository claimed to hold
+    the result."""
     import shutil
     import subprocess
 
@@ -97,9 +115,17 @@ def test_every_committed_results_file_is_a_finished_full_budget():
         path = root / name
         if path.parent.name != "results":  # only the experiments' own files (not run folders or quick results)
             continue
-        experiment = path.stem
-        assert experiment in EXPERIMENTS, f"{name}: not the results file of a registered experiment"
+        experiment = _experiment_of(path.stem)
+        assert experiment is not None, f"{name}: not the results file of a registered experiment"
         results = ResultsFile(path, experiment)
+        if name in IN_PROGRESS and results.finished is None:
+            assert len(results) > 0, f"{name}: committed as in progress but holds no runs"
+            for record in results.records:
+                assert record["budget"] == "full", f"{name}: {record['run_id']} is not a full-budget run"
+                if "weights" in record:
+                    assert (path.parent / record["weights"]).is_file(), (
+                        f"{name}: {record['run_id']}'s weights {record['weights']} are not committed")
+            continue
         assert results.finished is not None and results.finished["budget"] == "full", (
             f"{name} is committed but partial; finish it with `vitlab reproduce {experiment} --budget full`")
         assert results.finished["runs"] == len(results), f"{name}: records added after the finished mark"

@@ -164,7 +164,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         options["seeds"] = args.seeds
     if args.device is not None:
         options["device"] = args.device
-    path = args.results if args.results is not None else default_results_path(args.name, args.budget)
+    name = args.name
+    if args.rule is not None:
+        from .experiments import data_scale
+
+        if args.name != data_scale.EXPERIMENT:
+            raise ConfigError(f"--rule is a data-scale option ({', '.join(data_scale.RULES)}); "
+                              f"{args.name} has one budget rule: drop --rule.")
+        options["rule"] = args.rule
+        name = data_scale.RESULTS_NAMES[args.rule]
+    path = args.results if args.results is not None else default_results_path(name, args.budget)
     if Path(path).is_dir():
         raise ConfigError(f"--results {path} is a folder; give the results JSON file's path, e.g. {Path(path) / 'results.json'}.")
     check_writable_folder(Path(path).parent, "folder of the results file")  # before the first run trains
@@ -233,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="seeds to run (default: the budget's own); one process per seed may share one "
                         "results file")
+    r.add_argument("--rule", choices=("converged", "equal-epochs"), default=None,
+                   help="data-scale only: train every run to convergence (default; data/results/data-scale.json) "
+                        "or the same epochs for every size (data/results/data-scale-equal-compute.json)")
     r.add_argument("--device", default=None, help="where to train, e.g. cuda (default cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_reproduce)

@@ -74,7 +74,7 @@ class ConvergedBudget:
     patience_images: int  # ... or this many images seen, whichever is more
     val_fraction: float  # the share of each subset held out for validation (at least 10 images)
     test_size: "int | None"  # test images (class-balanced subset); None = all 10,000
-    arms: tuple = ("vit", "cnn")  # which models (add 'hybrid' with --arms)
+    arms: tuple = ("vit", "cnn")  # which models (add 'hybrid' for the third arm)
     batch_size: int = 128  # images per optimisation step
     augment: bool = True  # random crop + flip
     rule: str = "converged"
@@ -266,7 +266,9 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
 
 def equal_compute_results() -> ResultsFile:
     """The committed second view: ``data/results/data-scale-equal-compute.json`` (equal epochs, 54 runs)."""
-    return ResultsFile(default_results_path(RESULTS_NAMES["equal-epochs"], "full"), EXPERIMENT)
+    from . import common  # looked up at call time: the one place results paths are decided
+
+    return ResultsFile(common.default_results_path(RESULTS_NAMES["equal-epochs"], "full"), EXPERIMENT)
 
 
 # ---- from records to arrays (for the notebook and its plots) ------------------------------------------
