@@ -331,3 +331,24 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
         holder.communicate("", timeout=30)
     model, train_set, _ = _setup()
     vitlab.train(model, train_set, TrainConfig(epochs=1, batch_size=32), out_dir=tmp_path, progress=False)  # free again
+
+
+def test_history_times_the_steps_apart_from_the_evaluations(monkeypatch):
+    """train_seconds covers the optimisation steps only, seconds adds the per-epoch evaluation: a slow
+    evaluation shows in seconds and not in train_seconds (what time-to-accuracy benchmarks read)."""
+    import time
+
+    import vitlab.training as train_module
+
+    model, train_set, test_set = _setup()
+    real = train_module.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", slow_evaluate)
+    history = vitlab.train(model, train_set, TrainConfig(epochs=2, batch_size=32, seed=7), test_set=test_set,
+                           progress=False).history
+    for record in history:
+        assert 0 < record["train_seconds"] and record["seconds"] - record["train_seconds"] >= 0.3

@@ -213,9 +213,13 @@ PRESETS: dict[str, ModelConfig] = {
     "fmnist-vit-tiny": ViTConfig(**_FMNIST, patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=2.0),
     # The shipped model: the size of the best small published from-scratch Fashion-MNIST ViT (210k).
     "fmnist-vit": ViTConfig(**_FMNIST, patch_size=4, dim=64, depth=6, heads=4, mlp_ratio=2.0),
+    # The classroom ViT (lesson 03): patch 7 -> a 4x4 grid of 16 tokens, 3x the images/s of patch 4 on a
+    # CPU; all 60,000 images for 2 epochs reach about 86% in half a minute on 2 cores.
+    "fmnist-vit-p7": ViTConfig(**_FMNIST, patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0),
     # CNN baselines for the same images.
     "fmnist-resnet18": ResNetConfig(**_FMNIST, width=64),
     "fmnist-resnet": ResNetConfig(**_FMNIST, width=16),
+    "fmnist-resnet-tiny": ResNetConfig(**_FMNIST, width=8),  # lesson 03's CNN; data-scale's ResNet arm
 }
 
 

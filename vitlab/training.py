@@ -158,7 +158,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 500, pro
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: list  # one dict per epoch: epoch, lr, train_loss, train_accuracy, val_* / test_*, seconds
+    # one dict per epoch: epoch, lr, train_loss, train_accuracy, val_* / test_*, train_seconds (the
+    # optimisation steps alone) and seconds (with the evaluations)
+    history: list
     out_dir: "Path | None"
     best_epoch: "int | None" = None  # with early stopping: the epoch whose weights the model holds
 
@@ -262,7 +264,8 @@ def fit(model: nn.Module, num_examples: int, batch_loss: BatchLoss, cfg: "TrainC
             in ``best.safetensors`` when ``out_dir`` is given, so a resumed run keeps them).
     Returns:
         the history: one dict per epoch (epoch, lr, ``loss_name``, the averaged sums, after_epoch's
-        metrics, seconds), the resumed epochs included.
+        metrics, train_seconds for the steps alone, seconds with the evaluations), the resumed epochs
+        included.
     Raises:
         TrainingDivergedError: the loss became NaN or infinite (the last epoch checkpoint is kept).
         CheckpointError: ``out_dir`` holds a checkpoint of a different run.
@@ -341,9 +344,10 @@ def _fit(model, num_examples, batch_loss, cfg, run_info, out, resume, progress, 
                 batches.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
         record = {"epoch": epoch + 1, "lr": lr, loss_name: loss_sum / seen,
                   **{name: total / seen for name, total in sums.items()}}
+        record["train_seconds"] = time.perf_counter() - t0  # the optimisation steps alone
         if after_epoch is not None:
             record.update(after_epoch(model))
-        record["seconds"] = time.perf_counter() - t0
+        record["seconds"] = time.perf_counter() - t0  # with the evaluations
         history.append(record)
         epochs_bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
                                 if k == loss_name or k.startswith("test_a") or k.startswith("val_a")})

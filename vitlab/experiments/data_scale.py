@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ResNetConfig, ViTConfig
+from ..config import get_preset
 from ..data import fashion_mnist, hold_out, take_subset
 from ..errors import ConfigError, TrainSizeError
 from ..models import build_model
@@ -54,9 +54,9 @@ EXPERIMENT = "data-scale"
 _F28 = dict(img_size=28, in_chans=1, num_classes=10)
 # The three arms: matched training compute per image (ViT 48.5, hybrid 44.9, ResNet 42.9 MFLOPs).
 ARMS: dict = {
-    "vit": ViTConfig(**_F28, patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=2.0),  # 139k params (= fmnist-vit-tiny)
+    "vit": get_preset("fmnist-vit-tiny"),  # patch 4, 4 blocks, D 64: 139k parameters
     "hybrid": HybridConfig(**_F28, cnn_width=8, stage=3, dim=32, depth=4, heads=2, mlp_ratio=2.0),  # 81k
-    "cnn": ResNetConfig(**_F28, width=8, blocks=(2, 2, 2, 2)),  # 176k, ResNet-18 layout at 1/8 width
+    "cnn": get_preset("fmnist-resnet-tiny"),  # 176k, ResNet-18 layout at 1/8 width
 }
 ARM_LABELS = {"vit": "ViT (patch 4, 4 blocks, D 64)", "hybrid": "hybrid (ResNet stages 1-3 + ViT, 4 blocks, D 32)",
               "cnn": "ResNet (ResNet-18 layout, width 8)"}
