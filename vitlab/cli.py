@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", type=_preset, default=None)
     i.set_defaults(func=cmd_info)
 
-    from .experiments import BUDGETS, EXPERIMENTS
+    from .experiments import BUDGETS, EXPERIMENTS, data_scale
 
     r = sub.add_parser("reproduce", help="run (or resume) one of the paper's experiments at laptop scale")
     r.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="seeds to run (default: the budget's own); one process per seed may share one "
                         "results file")
-    r.add_argument("--rule", choices=("converged", "equal-epochs"), default=None,
+    r.add_argument("--rule", choices=data_scale.RULES, default=None,
                    help="data-scale only: train every run to convergence (default; data/results/data-scale.json) "
                         "or the same epochs for every size (data/results/data-scale-equal-compute.json)")
     r.add_argument("--device", default=None, help="where to train, e.g. cuda (default cpu)")
