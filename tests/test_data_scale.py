@@ -251,3 +251,51 @@ def test_every_committed_converged_run_ships_the_weights_it_measured(record):
     test_set = fashion_mnist("test", subset=experiment.BUDGET_SETTINGS["full"].test_size, seed=0)
     assert abs(evaluate(model, test_set)["accuracy"] - record["test_accuracy"]) <= 1e-4
     assert record["best_epoch"] <= record["epochs_run"] <= record["epoch_cap"]
+
+
+def test_inside_by_size_analyses_each_saved_vit_and_its_starting_point():
+    from vitlab.analysis import pos_embed_distance_correlation, summarize, uniform_attention_distance
+    from vitlab.data import preprocess
+    from vitlab.patches import foreground_patches
+
+    results = ResultsFile(CONVERGED, "data-scale")
+    saved = sorted((r for r in results.records if r["arm"] == "vit" and r["seed"] == 0), key=lambda r: r["size"])
+    rows = experiment.inside_by_size(results, test_size=20, seeds=[0], progress=False)
+    assert [row["size"] for row in rows] == [0] + [r["size"] for r in saved]
+    assert [row["test_accuracy"] for row in rows] == [None] + [r["test_accuracy"] for r in saved]
+    # the untrained row is the runs' starting point: seed 0, then the arm's model
+    vitlab.seed_everything(0)
+    start = build_model(experiment.ARMS["vit"])
+    assert rows[0]["pos_r"] == pytest.approx(pos_embed_distance_correlation(start.pos_embed))
+    assert rows[0]["distance"].sub(uniform_attention_distance(7, 4)).abs().max() < 0.1  # untrained: uniform
+    # the largest size's row: its own weights, analysed directly
+    model = vitlab.load_checkpoint(CONVERGED.parent / saved[-1]["weights"])
+    test_set = fashion_mnist("test", subset=20, seed=0)
+    direct = summarize(model, preprocess(test_set.images), masks=foreground_patches(test_set.images, 4),
+                       progress=False)
+    torch.testing.assert_close(rows[-1]["distance"], direct["distance"])
+    assert rows[-1]["rollout_share"] == pytest.approx(direct["rollout_share"].mean().item(), abs=1e-6)
+    assert rows[-1]["pos_r"] == pytest.approx(pos_embed_distance_correlation(model.pos_embed))
+    assert rows[-1]["spectrum"].shape == (16,) and rows[-1]["spectrum"].sum() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ConfigError, match="no saved ViT weights for seeds"):
+        experiment.inside_by_size(results, seeds=[99], progress=False)
+
+
+def test_plot_inside_by_size_draws_every_panel_with_its_reference():
+    from vitlab.plots import plot_inside_by_size
+
+    rows = [{"size": size, "seed": seed, "test_accuracy": None if size == 0 else 0.8,
+             "distance": torch.full((4, 4), 14.0 - size / 60000), "rollout_share": 0.6, "mask_share": 0.55,
+             "pos_r": -size / 100000, "spectrum": torch.linspace(2, 1, 16) / torch.linspace(2, 1, 16).sum()}
+            for seed in (0, 1) for size in (0, 250, 60000)]
+    fig = plot_inside_by_size(rows, uniform=14.15, max_distance=33.9)
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    full, zoomed = fig.axes[0], fig.axes[1]
+    levels = {round(float(line.get_ydata()[0]), 2) for line in full.lines if len(set(line.get_ydata())) == 1}
+    assert {14.15, 33.9} <= levels and full.get_ylim()[1] > 33.9  # uniform and largest distance drawn
+    assert zoomed.get_ylim()[1] < 33.9 and "off the scale" in zoomed.get_title()
+    assert [t.get_text() for t in full.get_xticklabels()] == ["init", "250", "60k"]
+    rollout = fig.axes[3]
+    assert any(abs(float(line.get_ydata()[0]) - 55.0) < 1e-9 for line in rollout.lines)  # the base rate
+    with pytest.raises(ConfigError, match="at least one row"):
+        plot_inside_by_size([], uniform=14.15, max_distance=33.9)

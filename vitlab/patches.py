@@ -21,7 +21,7 @@ import torch
 
 from .errors import ConfigError, InputShapeError
 
-__all__ = ["valid_patch_sizes", "patch_grid_size", "grid_shape", "patchify", "unpatchify"]
+__all__ = ["valid_patch_sizes", "patch_grid_size", "grid_shape", "patchify", "unpatchify", "foreground_patches"]
 
 
 def valid_patch_sizes(img_size: int) -> list[int]:
@@ -173,3 +173,35 @@ def _check_tensor(value: object, name: str) -> None:
 def _check_positive_int(value: object, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive int, got {value!r}.")
+
+
+def foreground_patches(images: torch.Tensor, patch_size: int, threshold: float = 0.1) -> torch.Tensor:
+    """Which patches hold the object of a dark-background image (Fashion-MNIST's garments).
+
+    A patch is foreground when its mean pixel value (over channels and pixels) exceeds ``threshold``
+    of white. The reference for "does the map sit on the object?": a uniform map puts the share
+    ``mask.float().mean()`` of its mass there.
+
+    Args:
+        images: (B, C, H, W) uint8 images (0-255), as the datasets hold them, or floats in [0, 1].
+        patch_size: the model's patch side (the mask is on its grid).
+        threshold: fraction of white (0.1: 25.5 of 255).
+    Returns:
+        (B, H / P, W / P) booleans.
+    Raises:
+        InputShapeError: as :func:`patchify`, or floats outside [0, 1] (preprocessed images: pass
+            the raw ones).
+    """
+    _check_tensor(images, "images")
+    if images.dtype == torch.uint8:
+        white = 255.0
+    elif images.is_floating_point() and (images.numel() == 0 or (images.min() >= 0 and images.max() <= 1)):
+        white = 1.0
+    else:
+        raise InputShapeError(f"images must be uint8 (0-255) or floats in [0, 1], got {images.dtype}"
+                              + (f" in [{images.min().item():.2f}, {images.max().item():.2f}]"
+                                 if images.is_floating_point() and images.numel() else "")
+                              + ": pass the raw images, not preprocessed ones.")
+    patches = patchify(images, patch_size).float().mean(dim=-1)  # (B, N)
+    rows, cols = images.shape[-2] // patch_size, images.shape[-1] // patch_size
+    return (patches > threshold * white).reshape(images.shape[0], rows, cols)

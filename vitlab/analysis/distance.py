@@ -64,3 +64,35 @@ def mean_attention_distance(attn: torch.Tensor, patch_size: float, grid_size=Non
     dist = patch_distances((rows, cols), patch_size).to(device=weights.device, dtype=dtype)  # (M, M)
     per_query = torch.einsum("...qk,qk->...q", weights, dist)  # (..., M) weighted distance per query
     return per_query.mean(dim=-1)
+
+
+def uniform_attention_distance(grid_size: "int | tuple[int, int]", patch_size: float,
+                               num_prefix_tokens: int = 1) -> float:
+    """The mean attention distance of a head that attends to every token equally: the reference line
+    of every attention-distance plot (a head on it looks everywhere, below it it keeps near the query).
+
+    It is :func:`mean_attention_distance` of uniform weights 1/N over all N tokens, prefix tokens
+    included, so with a CLS token the patches hold (N - 1)/N of each row (the same convention as a
+    recorded map). With ``num_prefix_tokens=0`` it is the mean distance between two patches of the grid.
+    """
+    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if num_prefix_tokens < 0:
+        raise InputShapeError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}.")
+    n = rows * cols + num_prefix_tokens
+    uniform = torch.full((n, n), 1.0 / n, dtype=torch.float64)
+    return mean_attention_distance(uniform, patch_size, grid_size=(rows, cols),
+                                   num_prefix_tokens=num_prefix_tokens).item()
+
+
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each query's attention row, averaged over the queries: (..., N, N) -> (...).
+
+    0 when every query puts all its weight on one token, log(N) when it spreads it equally. Rows are
+    used as they are (all N tokens, prefix tokens included), so it says how peaked a head is, where
+    :func:`mean_attention_distance` says how far it looks.
+    """
+    if attn.ndim < 2 or attn.shape[-1] != attn.shape[-2]:
+        raise InputShapeError(f"attn must be (..., N, N), got shape {tuple(attn.shape)}.")
+    p = attn.to(torch.float64)
+    per_query = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=-1)  # (..., N); 0 log 0 = 0
+    return per_query.mean(dim=-1).to(attn.dtype if attn.is_floating_point() else torch.float32)

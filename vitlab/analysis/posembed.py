@@ -28,3 +28,27 @@ def pos_embed_similarity(pos_embed: torch.Tensor, grid_size=None, num_prefix_tok
     unit = F.normalize(patches, dim=-1)
     sim = unit @ unit.T  # (M, M)
     return sim.reshape(rows, cols, rows, cols).to(torch.float32)
+
+
+def pos_embed_distance_correlation(pos_embed: torch.Tensor, grid_size=None, num_prefix_tokens: int = 1) -> float:
+    """One number for "closer patches have more similar position embeddings" (ViT paper, Fig. 7 centre).
+
+    The Pearson correlation, over all ordered pairs of *different* patches, between the cosine
+    similarity of their position embeddings (:func:`pos_embed_similarity`) and their Euclidean
+    distance on the patch grid. Negative: nearby patches are more alike (the table has learned the
+    2-D layout); about 0 for random embeddings; -1 is a similarity that falls linearly with distance.
+
+    Raises:
+        InputShapeError: as :func:`pos_embed_similarity`; or fewer than 3 patches (no correlation).
+    """
+    from .distance import patch_distances
+
+    sim = pos_embed_similarity(pos_embed, grid_size, num_prefix_tokens)  # (rows, cols, rows, cols)
+    rows, cols = sim.shape[:2]
+    m = rows * cols
+    if m < 3:
+        raise InputShapeError(f"a correlation over patch pairs needs at least 3 patches, got {m}.")
+    different = ~torch.eye(m, dtype=torch.bool)
+    s = sim.reshape(m, m).to(torch.float64)[different]
+    d = patch_distances((rows, cols)).to(torch.float64)[different]
+    return torch.corrcoef(torch.stack([s, d]))[0, 1].item()

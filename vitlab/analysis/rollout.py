@@ -150,3 +150,30 @@ def class_rollout(model: torch.nn.Module, images: torch.Tensor, target: "int | t
     finally:
         model.train(was_training)
     return gradient_rollout([m.detach() for m in maps], [g.detach() for g in grads])
+
+
+def share_on_mask(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The share of each map's total that falls on the masked patches: (B, rows, cols) -> (B,).
+
+    E.g. a rollout map (:func:`rollout_to_map`) and a mask of the patches that hold the object: the
+    result is how much of what reaches the CLS token comes from the object. Compare it with
+    ``mask.float().mean(dim=(1, 2))``, the share a uniform map would put there (the base rate).
+
+    Args:
+        maps: (B, rows, cols) non-negative maps (they need not sum to 1; each is normalised).
+        mask: (B, rows, cols) or (rows, cols) booleans.
+    Raises:
+        InputShapeError: shapes that do not match, a mask that is not boolean, or a map with no mass.
+    """
+    if maps.ndim != 3:
+        raise InputShapeError(f"maps must be (B, rows, cols), got {tuple(maps.shape)}.")
+    if mask.dtype != torch.bool:
+        raise InputShapeError(f"mask must be boolean (True = the patch belongs to the object), got {mask.dtype}.")
+    if mask.shape not in (maps.shape, maps.shape[1:]):
+        raise InputShapeError(f"mask {tuple(mask.shape)} must be (B, rows, cols) or (rows, cols) like maps "
+                              f"{tuple(maps.shape)}.")
+    values = maps.to(torch.float64)
+    total = values.sum(dim=(1, 2))
+    if bool((total <= 0).any()):
+        raise InputShapeError("every map needs a positive total to be shared out; got a map that sums to <= 0.")
+    return ((values * mask).sum(dim=(1, 2)) / total).to(maps.dtype)

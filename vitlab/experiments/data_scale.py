@@ -271,6 +271,67 @@ def equal_compute_results() -> ResultsFile:
     return ResultsFile(common.default_results_path(RESULTS_NAMES["equal-epochs"], "full"), EXPERIMENT)
 
 
+# ---- what the data did to the inside of the ViT (the saved per-size weights) ---------------------------
+
+def inside_by_size(results: "ResultsFile | None" = None, test_size: int = 1000, seeds: "list[int] | None" = None,
+                   batch_size: int = 250, progress: bool = True) -> list[dict]:
+    """The ViT paper's Fig. 7 analyses on every saved converged ViT, and on its starting point.
+
+    For each ViT record with weights, and for each seed's untrained ViT (built as the run built it:
+    ``seed_everything(seed)`` then the arm's config; marked ``size=0``), on a class-balanced subset of
+    the test set: the mean attention distance per layer and head, the share of the CLS rollout on the
+    garment's patches (:func:`vitlab.patches.foreground_patches`), the position-embedding
+    similarity's correlation with grid distance, and the patch filters' PCA spectrum.
+
+    Args:
+        results: the converged results file (default: the committed ``data-scale.json``).
+        test_size: test images the attention statistics average over.
+        seeds: only these seeds (default: every seed with saved weights).
+        batch_size, progress: as :func:`vitlab.analysis.summarize`.
+    Returns:
+        one dict per model, seeds ascending, within a seed the untrained model first and then sizes
+        ascending: ``size``, ``seed``, ``test_accuracy`` (None untrained), ``distance`` (L, H) pixels,
+        ``rollout_share`` and ``mask_share`` (means over the images), ``pos_r``, ``spectrum`` (the
+        filters' explained-variance ratios, descending).
+    Raises:
+        ConfigError: no saved ViT weights (for these seeds).
+    """
+    from ..analysis import patch_embedding_components, pos_embed_distance_correlation, summarize
+    from ..checkpoint import load_checkpoint
+    from ..data import preprocess
+    from ..patches import foreground_patches
+    from ..seed import seed_everything
+
+    if results is None:
+        results = ResultsFile(default_results_path(RESULTS_NAMES["converged"], "full"), EXPERIMENT)
+    found = sorted((r for r in results.records if r["arm"] == "vit" and r.get("weights")
+                    and (seeds is None or r["seed"] in seeds)), key=lambda r: (r["seed"], r["size"]))
+    if not found:
+        raise ConfigError(f"{results.path} holds no saved ViT weights"
+                          + (f" for seeds {seeds}" if seeds is not None else "") + ".")
+    test_set = fashion_mnist("test", subset=test_size, seed=0)
+    images = preprocess(test_set.images)  # (B, 1, 28, 28) in [-1, 1]
+    masks = foreground_patches(test_set.images, ARMS["vit"].patch_size)  # (B, 7, 7): the garment's patches
+    rows = []
+    for seed in sorted({r["seed"] for r in found}):
+        seed_everything(seed)
+        models = [(None, build_model(ARMS["vit"]))]
+        models += [(r, load_checkpoint(results.path.parent / r["weights"])) for r in found if r["seed"] == seed]
+        for record, model in models:
+            summary = summarize(model.eval(), images, analyses=("distance", "rollout"), masks=masks,
+                                batch_size=batch_size, progress=progress)
+            filters = model.patch_embed.proj.weight  # (D, C, P, P)
+            rows.append({
+                "size": 0 if record is None else record["size"], "seed": seed,
+                "test_accuracy": None if record is None else record["test_accuracy"],
+                "distance": summary["distance"], "rollout_share": summary["rollout_share"].mean().item(),
+                "mask_share": summary["mask_share"].mean().item(),
+                "pos_r": pos_embed_distance_correlation(model.pos_embed, num_prefix_tokens=model.num_prefix_tokens),
+                "spectrum": patch_embedding_components(filters, k=min(filters.shape[0], filters[0].numel()))[1],
+            })
+    return rows
+
+
 # ---- from records to arrays (for the notebook and its plots) ------------------------------------------
 
 def summarize(records: list[dict]) -> dict:
@@ -330,5 +391,5 @@ def gap_landmarks(summary: dict, ahead: str = "cnn", behind: str = "vit") -> dic
 
 __all__ = ["EXPERIMENT", "ARMS", "ARM_LABELS", "ConvergedBudget", "EqualEpochsBudget", "DataScaleBudget",
            "BUDGET_SETTINGS", "EQUAL_EPOCHS_SETTINGS", "RULES", "PAPER_TABLE5", "epochs_for", "val_size_for",
-           "cap_for", "patience_for", "run_id_for", "runs_folder", "run", "equal_compute_results", "summarize",
+           "cap_for", "patience_for", "run_id_for", "runs_folder", "run", "equal_compute_results", "inside_by_size", "summarize",
            "gap_landmarks"]

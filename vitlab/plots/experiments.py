@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from ..errors import ConfigError
 from ._axes import SEEDS_CAPTION, draw_seeds_against_size
 
-__all__ = ["plot_data_scale", "plot_accuracy_vs_compute", "plot_stage_choice"]
+__all__ = ["plot_data_scale", "plot_accuracy_vs_compute", "plot_stage_choice", "plot_inside_by_size"]
 
 DPI = 90  # small figures keep the notebooks light
 COLORS = {"vit": "tab:blue", "hybrid": "tab:purple", "cnn": "tab:orange"}
@@ -218,3 +218,118 @@ def plot_stage_choice(points: Sequence[Mapping], title: str = "Which ResNet stag
     flop_ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+UNTRAINED_X = 100  # where the untrained model sits on the log size axis (left of the smallest subset)
+
+
+def _size_axis(ax, sizes: Sequence[int]) -> None:
+    ax.set_xscale("log")
+    ticks = [UNTRAINED_X] + list(sizes)
+    ax.set_xticks(ticks, ["init"] + [_size_label(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training images (log scale; init = untrained)", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_inside_by_size(rows: Sequence[Mapping], *, uniform: float, max_distance: float,
+                        top: int = 4, title: str = "What training data does to the inside of the ViT") -> Figure:
+    """The ViT paper's Fig. 7 analyses against training-set size, each beside its reference.
+
+    Args:
+        rows: :func:`vitlab.experiments.data_scale.inside_by_size` output (size 0 = untrained).
+        uniform: the mean attention distance of uniform attention (dotted line).
+        max_distance: the largest possible distance, corner to corner (dashed line).
+        top: the filter panel shows the variance share of the first ``top`` PCA components.
+    Returns:
+        A Figure of six panels: lowest and highest layer's distance per head (from 0 to beyond the
+        largest distance, then the same zoomed in), position-embedding correlation with grid distance (0: no 2-D layout),
+        the rollout's share on the garment (against the base rate of garment patches), the filters'
+        PCA spectrum per size (seed-averaged), and its first ``top`` components' share.
+    """
+    if not rows:
+        raise ConfigError("plot_inside_by_size needs at least one row of inside_by_size.")
+    sizes = sorted({int(r["size"]) for r in rows if r["size"] > 0})
+    x_of = {0: UNTRAINED_X, **{s: s for s in sizes}}
+    fig = Figure(figsize=(12.5, 6.4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(2, 3)
+    depth = rows[0]["distance"].shape[0]
+    layers = [(0, "lowest layer (1)", "tab:blue", 0.9), (depth - 1, f"highest layer ({depth})", "tab:red", 1.1)]
+    zoom = [min(float(np.asarray(r["distance"]).min()) for r in rows), max(float(np.asarray(r["distance"]).max())
+                                                                       for r in rows)]
+    for ax, full in [(axes[0, 0], True), (axes[0, 1], False)]:
+        for layer, name, colour, shift in layers:
+            for r in rows:
+                d = np.asarray(r["distance"][layer], dtype=float)  # (H,)
+                ax.scatter(np.full(len(d), x_of[int(r["size"])] * shift), d, s=9, alpha=0.55, color=colour, lw=0)
+            means = [np.mean([np.asarray(r["distance"][layer]).mean() for r in rows if r["size"] == s])
+                     for s in [0] + sizes]
+            ax.plot([x_of[s] * shift for s in [0] + sizes], means, color=colour, lw=1.2, marker="o", ms=3,
+                    label=f"{name}: heads (dots), mean")
+        ax.axhline(uniform, color="black", ls=":", lw=1, label=f"uniform attention ({uniform:.1f} px)")
+        if full:
+            ax.axhline(max_distance, color="gray", ls="--", lw=1, label=f"largest possible ({max_distance:.1f} px)")
+            ax.set_ylim(0, max_distance * 1.25)
+            ax.set_title("Mean attention distance per head", fontsize=9)
+        else:
+            pad = 0.15 * (zoom[1] - zoom[0] + 0.1)
+            ax.set_ylim(zoom[0] - pad, zoom[1] + 3 * pad)
+            ax.set_title(f"The same, zoomed (largest possible {max_distance:.1f} px is off the scale)", fontsize=9)
+        ax.set_ylabel("mean attention distance (px)", fontsize=8)
+        _size_axis(ax, sizes)
+        ax.legend(fontsize=6.5, loc="upper center", ncol=2)
+    panels = [(axes[0, 2], "pos_r", "corr(similarity, grid distance)", "Position embeddings: 2-D layout",
+               0.0, "no 2-D layout (0)"),
+              (axes[1, 0], "rollout_share", "rollout share on garment (%)", "Rollout: mass on the garment",
+               100 * float(np.mean([r["mask_share"] for r in rows])), "uniform map (garment patches' share)")]
+    spectra = {s: np.mean([np.asarray(r["spectrum"], dtype=float) for r in rows if r["size"] == s], axis=0)
+               for s in [0] + sizes}
+    for ax, key, ylabel, panel_title, reference, reference_label in panels:
+        scale = 100 if key == "rollout_share" else 1
+        by_size = {x_of[int(r["size"])]: [] for r in rows}
+        for r in rows:
+            by_size[x_of[int(r["size"])]].append(scale * float(r[key]))
+        xs = sorted(by_size)
+        ax.plot(xs, [np.mean(by_size[x]) for x in xs], marker="o", ms=4, color="tab:blue", label="mean over seeds")
+        for x in xs:
+            ax.scatter(np.full(len(by_size[x]), x), by_size[x], s=9, color="tab:blue", alpha=0.55, lw=0)
+        ax.axhline(reference, color="black", ls=":", lw=1, label=reference_label)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(panel_title, fontsize=9)
+        _size_axis(ax, sizes)
+        ax.legend(fontsize=7, loc="best")
+    ax = axes[1, 1]
+    cmap = matplotlib_colormap("viridis")
+    for i, s in enumerate([0] + sizes):
+        colour = "black" if s == 0 else cmap(i / max(1, len(sizes)))
+        ax.plot(np.arange(1, len(spectra[s]) + 1), 100 * spectra[s], color=colour, lw=1.2,
+                ls=":" if s == 0 else "-", label="untrained" if s == 0 else f"{_size_label(s)}")
+    equal = 100 / len(spectra[0])
+    ax.axhline(equal, color="gray", ls="--", lw=0.8, label=f"equal share ({equal:.1f}%)")
+    ax.set_xticks(range(1, len(spectra[0]) + 1, 3))
+    ax.set_xlabel("principal component", fontsize=8)
+    ax.set_ylabel("explained variance (%)", fontsize=8)
+    ax.set_title("Patch filters: PCA spectrum (mean over seeds)", fontsize=9)
+    ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.grid(alpha=0.3)
+    ax = axes[1, 2]
+    xs = [x_of[s] for s in [0] + sizes]
+    shares = {x_of[int(r["size"])]: [] for r in rows}
+    for r in rows:
+        shares[x_of[int(r["size"])]].append(100 * float(np.asarray(r["spectrum"])[:top].sum()))
+    ax.plot(xs, [np.mean(shares[x]) for x in xs], marker="o", ms=4, color="tab:blue", label="mean over seeds")
+    for x in xs:
+        ax.scatter(np.full(len(shares[x]), x), shares[x], s=9, color="tab:blue", alpha=0.55, lw=0)
+    ax.axhline(np.mean(shares[UNTRAINED_X]), color="black", ls=":", lw=1, label="untrained")
+    ax.set_ylabel(f"variance in the first {top} components (%)", fontsize=8)
+    ax.set_title(f"Patch filters: first {top} components", fontsize=9)
+    _size_axis(ax, sizes)
+    ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def matplotlib_colormap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
