@@ -136,9 +136,11 @@ def test_rule_picks_the_data_scale_view_and_its_results_file(capsys, monkeypatch
     monkeypatch.setattr(data_scale, "run", run)
     assert main(["reproduce", "data-scale", "--rule", "equal-epochs", "--quiet"]) == 0
     assert main(["reproduce", "data-scale", "--rule", "converged", "--quiet"]) == 0
-    (b1, path1, rule1), (b2, path2, rule2) = calls
+    assert main(["reproduce", "data-scale", "--rule", "finer-grid", "--budget", "full", "--quiet"]) == 0
+    (b1, path1, rule1), (b2, path2, rule2), (b3, path3, rule3) = calls
     assert (rule1, path1.parts[-2:]) == ("equal-epochs", ("quick", "data-scale-equal-compute.json"))
     assert (rule2, path2.parts[-2:]) == ("converged", ("quick", "data-scale.json"))
+    assert (b3, rule3, path3.parts[-2:]) == ("full", "finer-grid", ("results", "data-scale-finer-grid.json"))
 
 
 def test_rule_is_refused_for_an_experiment_without_rules(tmp_path, capsys, fake_experiment):

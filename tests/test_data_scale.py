@@ -97,6 +97,24 @@ def test_converged_run_records_its_stop_and_saves_the_best_weights(tmp_path, mon
     assert [r["finished_at"] for r in again.records] == [r["finished_at"] for r in results.records]
 
 
+def test_finer_grid_view_trains_the_patch_2_vit_under_the_converged_rule(tmp_path, monkeypatch):
+    full = experiment.FINER_GRID_SETTINGS["full"]
+    assert full.sizes == (60000,) and full.arms == ("vit-p2",) and full.test_size is None
+    headline = experiment.BUDGET_SETTINGS["full"]
+    assert (full.max_images, full.max_epochs, full.patience_epochs, full.patience_images, full.val_fraction,
+            full.batch_size) == (headline.max_images, headline.max_epochs, headline.patience_epochs,
+                                 headline.patience_images, headline.val_fraction, headline.batch_size)
+    assert experiment.ALL_ARMS["vit-p2"].patch_size == 2 and experiment.ALL_ARMS["vit-p2"].grid_size == 14
+    monkeypatch.setitem(experiment.FINER_GRID_SETTINGS, "quick",
+                        experiment.ConvergedBudget(**{**SMALL_CONVERGED.__dict__, "sizes": (40,),
+                                                      "arms": ("vit-p2",), "rule": "finer-grid"}))
+    results = experiment.run("quick", results_path=tmp_path / "f.json", progress=False, rule="finer-grid")
+    (record,) = results.records
+    assert record["arm"] == "vit-p2" and record["model"]["config"]["patch_size"] == 2
+    assert record["val_size"] == 10 and 1 <= record["best_epoch"] <= record["epochs_run"] <= record["epoch_cap"]
+    assert vitlab.load_checkpoint(tmp_path / record["weights"]).cfg.grid_size == 14
+
+
 def test_an_interrupted_converged_run_resumes_in_its_run_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
     straight = experiment.run("quick", results_path=tmp_path / "a.json", progress=False, arms=["vit"], sizes=[80])
@@ -277,7 +295,7 @@ def test_inside_by_size_analyses_each_saved_vit_and_its_starting_point():
     assert rows[-1]["rollout_share"] == pytest.approx(direct["rollout_share"].mean().item(), abs=1e-6)
     assert rows[-1]["pos_r"] == pytest.approx(pos_embed_distance_correlation(model.pos_embed))
     assert rows[-1]["spectrum"].shape == (16,) and rows[-1]["spectrum"].sum() == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(ConfigError, match="no saved ViT weights for seeds"):
+    with pytest.raises(ConfigError, match="no saved .vit. weights for seeds"):
         experiment.inside_by_size(results, seeds=[99], progress=False)
 
 

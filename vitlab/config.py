@@ -216,6 +216,8 @@ PRESETS: dict[str, ModelConfig] = {
     # The classroom ViT (lesson 03): patch 7 -> a 4x4 grid of 16 tokens, 3x the images/s of patch 4 on a
     # CPU; all 60,000 images for 2 epochs reach about 86% in half a minute on 2 cores.
     "fmnist-vit-p7": ViTConfig(**_FMNIST, patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0),
+    # the finer grid of lesson 04/06: patch 2, a 14x14 grid of 196 tokens, same width and depth as fmnist-vit-tiny
+    "fmnist-vit-p2": ViTConfig(**_FMNIST, patch_size=2, dim=64, depth=4, heads=4, mlp_ratio=2.0),
     # CNN baselines for the same images.
     "fmnist-resnet18": ResNetConfig(**_FMNIST, width=64),
     "fmnist-resnet": ResNetConfig(**_FMNIST, width=16),

@@ -22,6 +22,12 @@ its first steps. The learning-rate schedule spans the cap. Every run's best weig
 ``data/results/data-scale-runs/<arm>/n=<size>/seed=<seed>/model.safetensors`` for the analyses of
 lessons 04 and 06.
 
+**The third view (``data-scale-finer-grid.json``): a finer token grid.** The ViT of the headline has a
+7x7 grid, on which a local head and a global one are a few pixels apart. The patch-2 ViT (14x14 = 196
+tokens, otherwise the same; :data:`PROBE_ARMS`) is trained on all 60,000 images under the same
+converged rule, to ask whether local heads appear at our scale when the grid leaves room for them.
+It costs several times the compute per image of the other arms, so it is not a data-scale arm.
+
 **The second view (``data-scale-equal-compute.json``): the same epochs for every size**, with a floor on
 the images seen (:class:`EqualEpochsBudget`, ``rule='equal-epochs'``): what the earlier version of this
 lesson measured. Those are compute curves: the bigger sets get more compute, but none is trained to
@@ -58,8 +64,12 @@ ARMS: dict = {
     "hybrid": HybridConfig(**_F28, cnn_width=8, stage=3, dim=32, depth=4, heads=2, mlp_ratio=2.0),  # 81k
     "cnn": get_preset("fmnist-resnet-tiny"),  # 176k, ResNet-18 layout at 1/8 width
 }
+# Not a data-scale arm (its compute per image is several times the others'): the finer-grid view asks
+# whether a 14x14 token grid lets local heads appear at our scale (lessons 04 and 06).
+PROBE_ARMS: dict = {"vit-p2": get_preset("fmnist-vit-p2")}  # patch 2, 196 tokens, 4 blocks, D 64
+ALL_ARMS: dict = {**ARMS, **PROBE_ARMS}
 ARM_LABELS = {"vit": "ViT (patch 4, 4 blocks, D 64)", "hybrid": "hybrid (ResNet stages 1-3 + ViT, 4 blocks, D 32)",
-              "cnn": "ResNet (ResNet-18 layout, width 8)"}
+              "cnn": "ResNet (ResNet-18 layout, width 8)", "vit-p2": "ViT (patch 2, 4 blocks, D 64)"}
 
 
 @dataclass(frozen=True)
@@ -124,8 +134,19 @@ EQUAL_EPOCHS_SETTINGS = {
     "full": EqualEpochsBudget(sizes=(250, 750, 2500, 7500, 20000, 60000), seeds=(0, 1, 2), epochs=3,
                               min_images=25600, test_size=None, batch_size=64),
 }
-RULES = ("converged", "equal-epochs")
-RESULTS_NAMES = {"converged": EXPERIMENT, "equal-epochs": f"{EXPERIMENT}-equal-compute"}
+# The third view, ``data-scale-finer-grid.json``: the converged rule, on the patch-2 ViT at all 60,000 images
+# (one seed; about 4 hours on one core, resumable per epoch). Quick: the same pipeline on 1,200 images.
+FINER_GRID_SETTINGS = {
+    "quick": ConvergedBudget(sizes=(1200,), seeds=(0,), max_images=4800, max_epochs=30, patience_epochs=2,
+                             patience_images=2400, val_fraction=0.1, test_size=1000, arms=("vit-p2",),
+                             batch_size=64, augment=False, rule="finer-grid"),
+    "full": ConvergedBudget(sizes=(60000,), seeds=(0,), max_images=3_000_000, max_epochs=200, patience_epochs=10,
+                            patience_images=20_000, val_fraction=0.1, test_size=None, arms=("vit-p2",),
+                            batch_size=128, rule="finer-grid"),
+}
+RULES = ("converged", "equal-epochs", "finer-grid")
+RESULTS_NAMES = {"converged": EXPERIMENT, "equal-epochs": f"{EXPERIMENT}-equal-compute",
+                 "finer-grid": f"{EXPERIMENT}-finer-grid"}
 
 # The paper's Table 5: ImageNet top-1 (%) after pre-training on data sets of growing size, fine-tuned
 # at 384 px (Dosovitskiy et al., 2021). Keys: pre-training images; values: model -> accuracy.
@@ -182,9 +203,9 @@ def runs_folder(results_path: "str | Path") -> Path:
 
 def _check_arms(arms, default: tuple) -> list[str]:
     arms = list(default) if arms is None else list(arms)
-    unknown = [a for a in arms if a not in ARMS]
+    unknown = [a for a in arms if a not in ALL_ARMS]
     if unknown or not arms:
-        raise ConfigError(f"Unknown data-scale arm(s) {unknown or arms}; choose from {list(ARMS)}.")
+        raise ConfigError(f"Unknown data-scale arm(s) {unknown or arms}; choose from {list(ALL_ARMS)}.")
     return arms
 
 
@@ -201,17 +222,20 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
     """Train every arm on every subset size with every seed (resuming: finished runs are skipped).
 
     Args:
-        budget: 'quick' or 'full' (see :data:`BUDGET_SETTINGS`, or :data:`EQUAL_EPOCHS_SETTINGS`).
+        budget: 'quick' or 'full' (see :data:`BUDGET_SETTINGS`, :data:`EQUAL_EPOCHS_SETTINGS` or
+            :data:`FINER_GRID_SETTINGS`).
         results_path: the JSON results file; default ``data/results/data-scale.json`` (full, converged),
-            ``data/results/data-scale-equal-compute.json`` (full, equal epochs), or the same names under
+            ``data/results/data-scale-equal-compute.json`` (full, equal epochs),
+            ``data/results/data-scale-finer-grid.json`` (full, finer grid), or the same names under
             ``data/results/quick/`` (quick).
         progress: progress bars and one line per finished run.
         seeds: seeds to run instead of the budget's.
         device: where to train ('cpu', 'cuda').
         sizes: subset sizes instead of the budget's (each at most 60,000).
-        arms: some of ``['vit', 'hybrid', 'cnn']`` instead of the budget's.
+        arms: some of ``['vit', 'hybrid', 'cnn', 'vit-p2']`` instead of the budget's.
         rule: 'converged' (early stopping on a held-out split; the best epoch's weights saved in
-            :func:`runs_folder`, resumable within a run) or 'equal-epochs' (the earlier rule).
+            :func:`runs_folder`, resumable within a run), 'equal-epochs' (the earlier rule) or
+            'finer-grid' (the converged rule on the patch-2 ViT, :data:`FINER_GRID_SETTINGS`).
     Returns:
         The :class:`~vitlab.experiments.common.ResultsFile`; each record also has ``arm``, ``size``
         and ``data_seed``; converged records also ``val_size``, ``val_accuracy``, ``best_epoch``,
@@ -221,13 +245,14 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
         ConfigError (unknown arm or rule), ResultsError (an unreadable or foreign results file),
         CheckpointError (a run folder that holds another recipe's run).
     """
-    settings = (BUDGET_SETTINGS if _check_rule(rule) == "converged" else EQUAL_EPOCHS_SETTINGS)[check_budget(budget)]
+    settings = {"converged": BUDGET_SETTINGS, "equal-epochs": EQUAL_EPOCHS_SETTINGS,
+                "finer-grid": FINER_GRID_SETTINGS}[_check_rule(rule)][check_budget(budget)]
     arms = _check_arms(arms, settings.arms)
     seeds = list(dict.fromkeys(settings.seeds if seeds is None else seeds))
     train_full = fashion_mnist("train")
     sizes = check_train_sizes(list(settings.sizes if sizes is None else sizes), len(train_full),
                               "Fashion-MNIST training set")
-    if rule == "converged":
+    if rule != "equal-epochs":  # converged and finer-grid: early stopping on a held-out split
         for size in sizes:
             val_size_for(size, settings)  # refuse a size too small to split before anything trains
     if results_path is None:
@@ -240,8 +265,8 @@ def run(budget: str = "quick", results_path: "str | Path | None" = None, progres
             subset = take_subset(train_full, size, seed=seed)  # nested within a seed
             for arm in arms:
                 run_id = run_id_for(arm, size, seed)
-                model_fn = lambda arm=arm: build_model(ARMS[arm])  # noqa: E731
-                if rule == "converged":
+                model_fn = lambda arm=arm: build_model(ALL_ARMS[arm])  # noqa: E731
+                if rule != "equal-epochs":
                     train_set, val_set = hold_out(subset, val_size_for(size, settings), seed=seed)
                     cap, patience = cap_for(len(train_set), settings), patience_for(len(train_set), settings)
                     train_cfg = recipe(cap, seed, batch_size=settings.batch_size, augment=settings.augment)
@@ -274,7 +299,7 @@ def equal_compute_results() -> ResultsFile:
 # ---- what the data did to the inside of the ViT (the saved per-size weights) ---------------------------
 
 def inside_by_size(results: "ResultsFile | None" = None, test_size: int = 1000, seeds: "list[int] | None" = None,
-                   batch_size: int = 250, progress: bool = True) -> list[dict]:
+                   batch_size: int = 250, progress: bool = True, arm: str = "vit") -> list[dict]:
     """The ViT paper's Fig. 7 analyses on every saved converged ViT, and on its starting point.
 
     For each ViT record with weights, and for each seed's untrained ViT (built as the run built it:
@@ -288,13 +313,14 @@ def inside_by_size(results: "ResultsFile | None" = None, test_size: int = 1000, 
         test_size: test images the attention statistics average over.
         seeds: only these seeds (default: every seed with saved weights).
         batch_size, progress: as :func:`vitlab.analysis.summarize`.
+        arm: 'vit', or 'vit-p2' with the finer-grid results (``data-scale-finer-grid.json``).
     Returns:
         one dict per model, seeds ascending, within a seed the untrained model first and then sizes
         ascending: ``size``, ``seed``, ``test_accuracy`` (None untrained), ``distance`` (L, H) pixels,
         ``rollout_share`` and ``mask_share`` (means over the images), ``pos_r``, ``spectrum`` (the
         filters' explained-variance ratios, descending).
     Raises:
-        ConfigError: no saved ViT weights (for these seeds).
+        ConfigError: an arm that is not a ViT, or no saved weights of it (for these seeds).
     """
     from ..analysis import patch_embedding_components, pos_embed_distance_correlation, summarize
     from ..checkpoint import load_checkpoint
@@ -302,20 +328,22 @@ def inside_by_size(results: "ResultsFile | None" = None, test_size: int = 1000, 
     from ..patches import foreground_patches
     from ..seed import seed_everything
 
+    if arm not in ("vit", "vit-p2"):
+        raise ConfigError(f"inside_by_size analyses the ViT arms ('vit', 'vit-p2'), not {arm!r}.")
     if results is None:
         results = ResultsFile(default_results_path(RESULTS_NAMES["converged"], "full"), EXPERIMENT)
-    found = sorted((r for r in results.records if r["arm"] == "vit" and r.get("weights")
+    found = sorted((r for r in results.records if r["arm"] == arm and r.get("weights")
                     and (seeds is None or r["seed"] in seeds)), key=lambda r: (r["seed"], r["size"]))
     if not found:
-        raise ConfigError(f"{results.path} holds no saved ViT weights"
+        raise ConfigError(f"{results.path} holds no saved {arm!r} weights"
                           + (f" for seeds {seeds}" if seeds is not None else "") + ".")
     test_set = fashion_mnist("test", subset=test_size, seed=0)
     images = preprocess(test_set.images)  # (B, 1, 28, 28) in [-1, 1]
-    masks = foreground_patches(test_set.images, ARMS["vit"].patch_size)  # (B, 7, 7): the garment's patches
+    masks = foreground_patches(test_set.images, ALL_ARMS[arm].patch_size)  # (B, rows, cols): the garment's patches
     rows = []
     for seed in sorted({r["seed"] for r in found}):
         seed_everything(seed)
-        models = [(None, build_model(ARMS["vit"]))]
+        models = [(None, build_model(ALL_ARMS[arm]))]
         models += [(r, load_checkpoint(results.path.parent / r["weights"])) for r in found if r["seed"] == seed]
         for record, model in models:
             summary = summarize(model.eval(), images, analyses=("distance", "rollout"), masks=masks,
@@ -390,6 +418,7 @@ def gap_landmarks(summary: dict, ahead: str = "cnn", behind: str = "vit") -> dic
 
 
 __all__ = ["EXPERIMENT", "ARMS", "ARM_LABELS", "ConvergedBudget", "EqualEpochsBudget", "DataScaleBudget",
-           "BUDGET_SETTINGS", "EQUAL_EPOCHS_SETTINGS", "RULES", "PAPER_TABLE5", "epochs_for", "val_size_for",
+           "BUDGET_SETTINGS", "EQUAL_EPOCHS_SETTINGS", "FINER_GRID_SETTINGS", "PROBE_ARMS", "ALL_ARMS", "RULES",
+           "PAPER_TABLE5", "epochs_for", "val_size_for",
            "cap_for", "patience_for", "run_id_for", "runs_folder", "run", "equal_compute_results", "inside_by_size", "summarize",
            "gap_landmarks"]
