@@ -115,9 +115,9 @@ def test_finer_grid_view_trains_the_patch_2_vit_under_the_converged_rule(tmp_pat
     assert vitlab.load_checkpoint(tmp_path / record["weights"]).cfg.grid_size == 14
 
 
-def test_an_interrupted_converged_run_resumes_in_its_run_folder(tmp_path, monkeypatch):
-    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
-    straight = experiment.run("quick", results_path=tmp_path / "a.json", progress=False, arms=["vit"], sizes=[80])
+def _interrupt_at_the_second_validation(monkeypatch, results_path):
+    """Run the quick budget's 80-image ViT until its second validation, then stop it as Ctrl-C would:
+    epoch 1 stays behind in the run folder."""
     import vitlab.training as train_module
 
     real, calls = train_module.evaluate, {"n": 0}
@@ -130,8 +130,14 @@ def test_an_interrupted_converged_run_resumes_in_its_run_folder(tmp_path, monkey
 
     monkeypatch.setattr(train_module, "evaluate", crash_at_the_second_validation)
     with pytest.raises(KeyboardInterrupt):
-        experiment.run("quick", results_path=tmp_path / "b.json", progress=False, arms=["vit"], sizes=[80])
+        experiment.run("quick", results_path=results_path, progress=False, arms=["vit"], sizes=[80])
     monkeypatch.setattr(train_module, "evaluate", real)
+
+
+def test_an_interrupted_converged_run_resumes_in_its_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
+    straight = experiment.run("quick", results_path=tmp_path / "a.json", progress=False, arms=["vit"], sizes=[80])
+    _interrupt_at_the_second_validation(monkeypatch, tmp_path / "b.json")
     assert (tmp_path / "b-runs/vit/n=80/seed=0/train/checkpoint.safetensors").is_file()  # epoch 1 is kept
     assert not (tmp_path / "b.json").exists()
     resumed = experiment.run("quick", results_path=tmp_path / "b.json", progress=False, arms=["vit"], sizes=[80])
@@ -143,20 +149,7 @@ def test_a_run_folder_of_another_recipe_is_refused(tmp_path, monkeypatch):
     from vitlab.errors import CheckpointError
 
     monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", SMALL_CONVERGED)
-    import vitlab.training as train_module
-
-    real, calls = train_module.evaluate, {"n": 0}
-
-    def crash_at_the_second_validation(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", crash_at_the_second_validation)
-    with pytest.raises(KeyboardInterrupt):  # leaves epoch 1 of the 6-epoch-cap run in the run folder
-        experiment.run("quick", results_path=tmp_path / "d.json", progress=False, arms=["vit"], sizes=[80])
-    monkeypatch.setattr(train_module, "evaluate", real)
+    _interrupt_at_the_second_validation(monkeypatch, tmp_path / "d.json")  # epoch 1 of a 6-epoch cap stays
     other = experiment.ConvergedBudget(**{**SMALL_CONVERGED.__dict__, "max_epochs": 4})
     monkeypatch.setitem(experiment.BUDGET_SETTINGS, "quick", other)
     with pytest.raises(CheckpointError, match="different run .*train.epochs: saved 6, now 4"):
