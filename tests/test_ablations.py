@@ -191,3 +191,20 @@ def test_difference_to_reference_hand_computed():
     assert out["one seed"]["noise"] is None and out["one seed"]["distinguishable"] is None
     with pytest.raises(ConfigError, match="reference 'missing'"):
         ablations.difference_to_reference(accuracies, "missing")
+
+
+def test_the_papers_numbers_sit_on_the_rows_of_our_matching_arms():
+    from vitlab.plots.reproductions import plot_ablation
+    arms = {"CLS, learned 1-D": [0.78, 0.79], "CLS, none": [0.70, 0.69], "CLS, learned 2-D": [0.78, 0.78],
+            "CLS, sin-cos 2-D": [0.77, 0.78], "GAP, learned 1-D": [0.77, 0.78]}
+    fig = plot_ablation({"main": arms}, ablations.PAPER_TABLE_8)
+    ours, paper = fig.axes
+    rows = [t.get_text() for t in ours.get_yticklabels()]
+    assert rows[:5] == list(arms) and rows[5] == "CLS, relative"  # the paper's extra row, empty on our side
+    paper_rows = [t.get_text() for t in paper.get_yticklabels()]
+    (diamonds,) = paper.collections
+    for x, y in diamonds.get_offsets():
+        name = paper_rows[int(y)]  # the paper's own name, printed on that row
+        assert x == pytest.approx(100 * ablations.PAPER_TABLE_8[name])
+        assert rows[int(y)] == ("CLS, " + name)  # beside our arm of the same kind
+    assert paper_rows[rows.index("CLS, sin-cos 2-D")] == "" and paper_rows[rows.index("GAP, learned 1-D")] == ""

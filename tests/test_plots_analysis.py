@@ -10,6 +10,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from vitlab.analysis import patch_embedding_components, pos_embed_similarity  # noqa: E402
+from vitlab.errors import ConfigError  # noqa: E402
 from vitlab.plots import plot_attention_distance, plot_filters, plot_pos_similarity, plot_rollout  # noqa: E402
 
 
@@ -123,10 +124,10 @@ def test_two_models_overlay_on_one_axes_with_a_reference_line_and_legend():
 
 # ---------------------------------------------------------------- rollout
 
-def test_rollout_shows_each_image_above_its_overlaid_map():
+def test_rollout_shows_each_image_above_its_overlaid_map_stretched_on_request():
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     maps = torch.rand(3, 7, 7)
-    fig = plot_rollout(images, maps, titles=["a", "b", "c"])
+    fig = plot_rollout(images, maps, titles=["a", "b", "c"], vmax="each")
     assert isinstance(fig, Figure)
     panels = _panels(fig)
     assert len(panels) == 6
@@ -136,7 +137,7 @@ def test_rollout_shows_each_image_above_its_overlaid_map():
         np.testing.assert_allclose(top[b].images[0].get_array(), images[b, 0].numpy() / 255.0, atol=1e-6)
         picture, overlay = bottom[b].images
         np.testing.assert_allclose(picture.get_array(), images[b, 0].numpy() / 255.0, atol=1e-6)
-        np.testing.assert_allclose(overlay.get_array(), _stretched(maps[b]), atol=1e-6)  # own range
+        np.testing.assert_allclose(overlay.get_array(), _stretched(maps[b]), atol=1e-6)  # own range (asked for)
         assert overlay.get_extent() == [-0.5, 27.5, 27.5, -0.5]  # the 7x7 map covers the whole 28x28 image
 
 
@@ -149,6 +150,31 @@ def test_rollout_with_vmax_draws_the_maps_as_they_are_on_one_scale():
         assert picture.get_array().shape == (32, 32, 3)
         np.testing.assert_allclose(overlay.get_array(), maps[b].numpy(), atol=1e-7)
         assert overlay.get_clim() == (0.0, 0.1)
+
+
+def test_rollout_maps_share_one_scale_by_default_with_the_uniform_level_marked():
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    maps = torch.full((3, 7, 7), 0.02)
+    maps[0, 3, 3] = 0.08  # one peaked map beside two flat ones
+    fig = plot_rollout(images, maps)
+    overlays = [panel.images[1] for panel in _panels(fig)[3:]]
+    for b, overlay in enumerate(overlays):
+        np.testing.assert_allclose(overlay.get_array(), maps[b].numpy(), atol=1e-7)  # drawn as they are
+        assert overlay.get_clim() == pytest.approx((0.0, 0.08))  # one scale: 0 to the largest value shown
+    (bar,) = [ax for ax in fig.axes if not ax.images]  # the colour bar's axes
+    labels = {t.get_text(): y for t, y in zip(bar.get_yticklabels(), bar.get_yticks())}
+    level = maps.mean().item()  # a flat map with the same mass
+    assert labels[f"uniform {level:.3f}"] == pytest.approx(level)
+    with pytest.raises(ConfigError, match="each"):
+        plot_rollout(images, maps, vmax="own")
+
+
+def test_attention_distance_axis_runs_from_zero_to_the_largest_possible_distance():
+    fig = plot_attention_distance(torch.full((4, 4), 14.0), reference=14.15, largest=33.94)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 33.94
+    assert sorted(line.get_ydata()[0] for line in ax.lines) == [14.15, 33.94]
+    assert "largest possible (33.9 px)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_every_analysis_figure_renders_to_png(tmp_path):

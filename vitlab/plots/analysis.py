@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError
 from ._axes import to_display  # the one image-to-array conversion
 
 __all__ = ["plot_filters", "plot_pos_similarity", "plot_attention_distance", "plot_rollout"]
@@ -78,7 +79,8 @@ def plot_pos_similarity(similarity: torch.Tensor, title: str = "Position-embeddi
 def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = None,
                             title: str = "Mean attention distance per head", label: "str | None" = None,
                             ax=None, reference: "float | None" = None,
-                            reference_label: str = "uniform attention", offset: float = 0.0) -> Figure:
+                            reference_label: str = "uniform attention", offset: float = 0.0,
+                            largest: "float | None" = None) -> Figure:
     """One dot per head against network depth, like the paper's Fig. 7 (right).
 
     Args:
@@ -92,6 +94,9 @@ def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = N
         reference_label: the reference line's legend entry.
         offset: shift the dots this much along the depth axis (e.g. -0.1 and +0.1 for two overlaid
             models), so they do not hide each other.
+        largest: the largest distance possible on the grid (corner patch to corner patch, e.g.
+            ``patch_distances(grid, patch).max()``): drawn as a line, and the axis then runs from 0 to
+            it, so that the dots are seen on the whole range a head could use rather than zoomed in.
     Returns:
         the Figure holding the axes.
     """
@@ -107,19 +112,23 @@ def plot_attention_distance(distance: torch.Tensor, image_size: "int | None" = N
         ax.axhline(image_size, color="gray", lw=0.8, ls="--", label=f"image side ({image_size} px)")
     if reference is not None:
         ax.axhline(reference, color="black", lw=0.8, ls=":", label=reference_label)
+    if largest is not None:
+        ax.axhline(largest, color="gray", lw=0.8, ls="-.", label=f"largest possible ({largest:.1f} px)")
+        ax.set_ylim(0, 1.08 * largest)
     ax.set_xlabel("network depth (layer)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_xticks(range(1, L + 1))
     ax.set_title(title, fontsize=10)
-    if label is not None or reference is not None or image_size is not None:
+    if label is not None or reference is not None or image_size is not None or largest is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | None" = None,
-                 alpha: float = 0.55, vmax: "float | None" = None,
-                 title: str = "Attention rollout: where the CLS token draws its information") -> Figure:
+                 alpha: float = 0.55, vmax: "float | str | None" = None,
+                 title: str = "Attention rollout: where the CLS token draws its information",
+                 uniform: bool = True) -> Figure:
     """Images (top row) and the same images with their rollout maps upsampled and overlaid (bottom row).
 
     Args:
@@ -127,21 +136,30 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
         maps: (B, h, w) rollout maps, e.g. from :func:`vitlab.analysis.rollout_to_map`.
         titles: one title per image (e.g. the class).
         alpha: opacity of the overlay.
-        vmax: None: each map is stretched to its own range (shows where a map is highest, however flat
-            it is). A number: every map is drawn as it is on one colour scale from 0 to ``vmax``, so
-            maps (and figures drawn with the same ``vmax``) can be compared.
+        vmax: the top of the one colour scale every map is drawn on, from 0: None takes the largest value
+            of the maps shown; pass the same number to several figures to compare them. ``"each"``
+            stretches every map to its own range instead (shows where a map is highest, however flat
+            it is, but not how high: a nearly flat map then looks as peaked as a sharp one).
         title: the figure's title.
+        uniform: mark on the colour bar the level every patch would have if a map spread its mass
+            evenly (the mean of the maps shown); not drawn for stretched maps.
     Returns:
         Figure with 2 x B panels and a colour bar.
     """
     B = images.shape[0]
+    stretched = vmax == "each"
+    if isinstance(vmax, str) and not stretched:
+        raise ConfigError(f"vmax must be a number, None (the largest value shown) or 'each', not {vmax!r}.")
+    shown = maps[:B].detach().float()
+    if vmax is None:
+        vmax = shown.max().item()
     fig = Figure(figsize=(2.2 * B + 0.9, 4.9), dpi=90, layout="constrained")
     overlay = None
     for b in range(B):
         img = to_display(images[b])
         H, W = img.shape[:2]
-        m = maps[b].detach().float()
-        if vmax is None:
+        m = shown[b]
+        if stretched:
             m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
         ax = fig.add_subplot(2, B, b + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -153,13 +171,20 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: "list[str] | 
         ax = fig.add_subplot(2, B, B + b + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         overlay = ax.imshow(m.numpy(), cmap="jet", alpha=alpha, extent=(-0.5, W - 0.5, H - 0.5, -0.5),
-                            interpolation="bilinear", vmin=0.0, vmax=1.0 if vmax is None else vmax)
+                            interpolation="bilinear", vmin=0.0, vmax=1.0 if stretched else vmax)
         ax.set_xticks([]), ax.set_yticks([])
         if b == 0:
             ax.set_ylabel(f"rollout ({maps.shape[-2]}x{maps.shape[-1]} patches)", fontsize=8)
     bar = fig.colorbar(overlay, ax=fig.axes, shrink=0.6, pad=0.02)
-    bar.set_label("rollout weight, each map stretched\nto its own range (1 = its largest)" if vmax is None
-                  else "rollout weight", fontsize=8)
+    bar.set_label("rollout weight, each map stretched\nto its own range (1 = its largest)" if stretched
+                  else "rollout weight (one scale for all maps)", fontsize=8)
+    if uniform and not stretched:
+        level = shown.mean().item()
+        bar.ax.axhline(level, color="white", lw=1.5)
+        bar.ax.axhline(level, color="black", lw=0.8, ls="--")
+        top = bar.mappable.get_clim()[1]
+        ticks = [t for t in bar.get_ticks() if 0 <= t <= top and abs(t - level) > 0.08 * top]
+        bar.set_ticks(ticks + [level], labels=[f"{t:g}" for t in ticks] + [f"uniform {level:.3f}"])
     bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig

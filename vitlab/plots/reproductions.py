@@ -18,6 +18,14 @@ __all__ = ["plot_seed_comparison", "plot_ablation", "plot_lr_sweep", "plot_resol
 
 DPI = 90  # small figures keep the notebooks light
 
+# Which of our rows each published number sits beside. Table 8's rows all use the CLS token (the paper's
+# default head); it has no sin-cos row and we have no relative one, so those rows stay empty on one side.
+PAPER_ROWS_TABLE_8 = {"none": "CLS, none", "learned 1-D": "CLS, learned 1-D", "learned 2-D": "CLS, learned 2-D",
+                      "relative": "CLS, relative"}
+# DeiT-B as trained at 224 px, and interpolated + fine-tuned at 384 px: our 28x28 and 56x56 counterparts.
+PUBLISHED_ROWS_DEIT_B = {"224x224, as trained": "28x28, as trained",
+                         "384x384, interpolated + fine-tuned": "56x56, interpolated + fine-tuned"}
+
 
 def _rows(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
     rows: list[str] = []
@@ -55,17 +63,21 @@ def _pad_limits(ax, values: list[float]) -> None:
 
 def plot_seed_comparison(panels: Mapping[str, Mapping[str, Sequence[float]]],
                          reference: "Mapping[str, float] | None" = None, reference_title: str = "published",
-                         title: str = "", xlabel: str = "test accuracy (%)") -> Figure:
+                         title: str = "", xlabel: str = "test accuracy (%)",
+                         reference_rows: "Mapping[str, str] | None" = None) -> Figure:
     """Accuracy of several conditions, one panel per setting, every seed visible; the published numbers beside.
 
     Args:
         panels: ``{panel title: {condition label: per-seed accuracies in [0, 1]}}``; the rows are the
             conditions, in order of first appearance, shared by all panels.
-        reference: ``{label: accuracy in [0, 1]}`` drawn in a last panel with its own rows (the paper's
-            table); None for no such panel.
+        reference: ``{label: accuracy in [0, 1]}`` drawn in a last panel (the paper's table), each number
+            on the row of the condition it corresponds to, and labelled with the paper's own name on the
+            right; a number with no condition of ours gets a row of its own, empty in our panels. None
+            for no such panel.
         reference_title: that panel's title (say which model, data and metric).
         title: the figure's title.
         xlabel: the horizontal axis' label.
+        reference_rows: ``{reference label: our condition label}`` where the names differ.
     Returns:
         Figure: dots are seeds, black bars the mean ± standard deviation over seeds, the mean written
         above; each panel's axis is zoomed to its own values, so compare panels by their numbers.
@@ -75,9 +87,11 @@ def plot_seed_comparison(panels: Mapping[str, Mapping[str, Sequence[float]]],
     rows = _rows(panels)
     if not rows:
         raise ConfigError("plot_seed_comparison got no accuracies to plot; run the experiment first.")
+    placed = {(reference_rows or {}).get(label, label): (label, 100 * float(value))
+              for label, value in (reference or {}).items()}  # our row -> (the paper's name, value in %)
+    rows += [row for row in placed if row not in rows]
     n = len(panels) + (1 if reference else 0)
-    fig = Figure(figsize=(2.3 + 2.9 * n, 0.55 * max(len(rows), len(reference or {})) + 1.3), dpi=DPI,
-                 layout="constrained")
+    fig = Figure(figsize=(2.3 + 2.9 * n, 0.55 * len(rows) + 1.3), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     for i, (name, groups) in enumerate(panels.items()):
         ax = axes[i]
@@ -90,15 +104,15 @@ def plot_seed_comparison(panels: Mapping[str, Mapping[str, Sequence[float]]],
         ax.grid(axis="x", alpha=0.3)
     if reference:
         ax = axes[-1]
-        labels = list(reference)
-        values = [100 * float(reference[k]) for k in labels]
-        ax.scatter(values, range(len(labels)), marker="D", s=22, color="0.3", zorder=3)
-        for y, value in enumerate(values):
+        ys = [y for y, row in enumerate(rows) if row in placed]
+        values = [placed[rows[y]][1] for y in ys]
+        ax.scatter(values, ys, marker="D", s=22, color="0.3", zorder=3)
+        for y, value in zip(ys, values):
             ax.annotate(f"{value:.2f}", (value, y - 0.3), ha="center", fontsize=7)
         _pad_limits(ax, values)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_yticks(range(len(rows)), [placed[row][0] if row in placed else "" for row in rows], fontsize=8)
         ax.yaxis.tick_right()
-        ax.set_ylim(len(labels) - 0.5, -0.7)
+        ax.set_ylim(len(rows) - 0.5, -0.7)
         ax.set_title(reference_title, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
@@ -121,7 +135,7 @@ def plot_ablation(panels: Mapping[str, Mapping[str, Sequence[float]]], paper: "M
     """
     return plot_seed_comparison(panels, reference=paper,
                                 reference_title="paper, Table 8\n(ViT-B/16, ImageNet 5-shot linear)",
-                                title=title)
+                                title=title, reference_rows=PAPER_ROWS_TABLE_8)
 
 
 def plot_lr_sweep(sweeps: Mapping[str, Mapping], title: str = "Learning-rate sweep per head (seed of the sweep)"
@@ -175,7 +189,8 @@ def plot_resolution(panels: Mapping[str, Mapping[str, Sequence[float]]],
         Figure from :func:`plot_seed_comparison`.
     """
     return plot_seed_comparison(panels, reference=published,
-                                reference_title="DeiT-B, ImageNet top-1\n(Touvron et al., 2021)", title=title)
+                                reference_title="DeiT-B, ImageNet top-1\n(Touvron et al., 2021)", title=title,
+                                reference_rows=PUBLISHED_ROWS_DEIT_B)
 
 
 def plot_resampled_channels(before, after, channels: Sequence[int] = (0, 1, 2, 3),
