@@ -2,7 +2,8 @@
 
 A *claim* is a number in a markdown cell with a decimal point or a percent sign (91.2%, 8.6 points,
 1.5x, 306.5M): the kind of number that reports a result and goes stale when the result changes.
-Whole numbers without a percent sign (sizes, epochs, lesson numbers) are not claims. Ignored: code
+Whole numbers without a percent sign (sizes, epochs, lesson numbers) are not claims. Ignored: exercise
+solutions in ``<details>`` blocks (tests/test_exercises.py checks them against what they print), code
 spans and blocks, LaTeX, link targets, HTML comments, section references (Sec. 3.1, Appendix D.4,
 Table 5, Fig. 7, Eq. 1) and version numbers (2.15.0).
 
@@ -22,6 +23,7 @@ import re
 from pathlib import Path
 
 _REMOVE = [
+    re.compile(r"<details>.*?</details>", re.S),  # exercise solutions: checked against their own output
     re.compile(r"```.*?```", re.S),            # code blocks
     re.compile(r"`[^`\n]*`"),                   # code spans
     re.compile(r"\$\$.*?\$\$", re.S),           # display maths
