@@ -6,6 +6,7 @@ Nothing here computes an analysis; that lives in the pure-tensor modules.
 from .analysis import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
+from .diagrams import *  # noqa: F401,F403
 from .experiments import *  # noqa: F401,F403
 from .family import *  # noqa: F401,F403
 from .mae import *  # noqa: F401,F403
