@@ -12,7 +12,7 @@ UV     := uv==0.13.9
 LOCK_PYTHON   := 3.11
 LOCK_PLATFORM := x86_64-manylinux_2_28
 
-.PHONY: lab test test-browser browser figures install lock lock-upgrade check-python clean-venv
+.PHONY: lab test test-browser browser figures site install lock lock-upgrade check-python clean-venv
 
 # Stop at once, in one line, on a Python older than pyproject.toml's requires-python (>= 3.10).
 PY_FOUND := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
@@ -80,6 +80,11 @@ browser:
 	else \
 	  echo "No chromium found: the browser test will be skipped (install it with: sudo apt-get install chromium)."; \
 	fi
+
+# The course as a static website: site/index.html and one page per lesson, from the committed notebooks
+# (nbconvert; nothing is re-executed). Open site/index.html, or copy site/ to any static host.
+site: $(STAMP)
+	$(BIN)/python -m vitlab.site --out site
 
 # The README's lesson pictures (docs/images/*.png) and lesson table, from vitlab/gallery.py.
 figures: $(STAMP)
