@@ -54,3 +54,30 @@ def test_prenorm_block_writes_the_widths(preset):
     assert f"{cfg.heads} heads of {cfg.dim // cfg.heads}" in text
     assert text.count("LayerNorm") == 2 and text.count("+") == 2
     _check_layout(fig)
+
+
+def test_mae_overview_counts_hidden_and_visible_patches():
+    from vitlab.models.mae import MAEConfig
+    from vitlab.plots import plot_mae_overview
+
+    cfg = MAEConfig(mask_ratio=0.5, decoder_dim=32, decoder_depth=3)
+    fig = plot_mae_overview(cfg)
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "49 patches" in text and "hide 50%: 24 hidden" in text and "25 visible" in text  # round(49 * 0.5) = 24
+    assert "sees 25 tokens" in text and "3 blocks" in text and "D=32" in text
+    _check_layout(fig)
+
+
+def test_clip_overview_draws_both_towers_and_a_diagonal_of_matching_pairs():
+    from vitlab.plots import plot_clip_overview
+
+    cfg = vitlab.get_preset("fmnist-clip")
+    fig = plot_clip_overview(cfg, batch=5)
+    ax = fig.axes[0]
+    text = " ".join(t.get_text() for t in ax.texts)
+    assert f"{cfg.image_depth} blocks, D={cfg.image_dim}" in text and f"{cfg.text_depth} blocks, D={cfg.text_dim}" in text
+    assert text.count(f"E={cfg.embed_dim}") == 2
+    cells = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
+    coloured = [p for p in cells if p.get_facecolor()[:3] != (1.0, 1.0, 1.0)]
+    assert len(cells) == 25 and len(coloured) == 5  # the matching pairs only
+    _check_layout(fig)

@@ -11,7 +11,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..config import ViTConfig
 
-__all__ = ["plot_vit_overview", "plot_prenorm_block"]
+_EXTRA = {"mask": "#cfcfcf", "text": "#e6f2e0"}
+
+__all__ = ["plot_vit_overview", "plot_prenorm_block", "plot_mae_overview", "plot_clip_overview"]
 
 DPI = 90
 _COLOURS = {"data": "#e8eef7", "embed": "#fde9c9", "encoder": "#dcefdc", "head": "#f6d5d5", "norm": "#eeeeee",
@@ -129,4 +131,87 @@ def plot_prenorm_block(cfg: "ViTConfig | None" = None,
         _arrow(ax, (x + 1.45, y1), (x + 0.17, y1))
         ax.text(x + 1.52, (y0 + y1) / 2, label, fontsize=7, color="0.25", va="center")
     ax.text(0.1, 6.3, title, ha="left", va="top", fontsize=9)
+    return fig
+
+
+def plot_mae_overview(cfg=None, title: str = "A masked autoencoder (He et al., 2022)") -> Figure:
+    """MAE as a data flow: patchify, mask most patches, encode the visible ones, add mask tokens, decode,
+    and take the loss on the hidden patches only, with the drawn model's sizes.
+
+    Args:
+        cfg: a :class:`vitlab.models.mae.MAEConfig` (default: ``MAEConfig()``, lesson 11's model).
+        title: the figure's title.
+    """
+    from ..models.mae import MAEConfig
+
+    cfg = cfg or MAEConfig()
+    n = (cfg.img_size // cfg.patch_size) ** 2
+    hidden = round(n * cfg.mask_ratio)
+    visible = n - hidden
+    fig, ax = _canvas(11.0, 3.4, (0, 11.0), (0, 3.4))
+    colours = {**_COLOURS, **_EXTRA}
+    # the patch row: visible ones coloured, hidden ones grey
+    shown = 8
+    keep = set(range(0, shown, max(1, round(1 / (1 - cfg.mask_ratio)))))
+    for k in range(shown):
+        ax.add_patch(Rectangle((0.3 + 0.22 * k, 1.45), 0.18, 0.3, edgecolor="0.3", lw=0.7,
+                               facecolor=colours["data"] if k in keep else colours["mask"]))
+    ax.text(1.15, 2.0, f"{n} patches", ha="center", fontsize=7)
+    ax.text(1.15, 1.3, f"hide {cfg.mask_ratio:.0%}: {hidden} hidden,\n{visible} visible (random per image)",
+            ha="center", va="top", fontsize=7)
+    _arrow(ax, (2.15, 1.6), (2.6, 1.6), "visible")
+    _box(ax, 3.45, 1.6, 1.5, 1.15, f"encoder (a ViT)\n{cfg.depth} blocks, D={cfg.dim}\nsees {visible} tokens",
+         "encoder")
+    _arrow(ax, (4.2, 1.6), (4.65, 1.6))
+    _box(ax, 5.55, 1.6, 1.55, 1.15, f"+ {hidden} mask tokens\nback in place,\n+ positions, D={cfg.decoder_dim}",
+         "embed")
+    _arrow(ax, (6.33, 1.6), (6.78, 1.6))
+    _box(ax, 7.6, 1.6, 1.45, 1.15, f"decoder\n{cfg.decoder_depth} blocks,\nD={cfg.decoder_dim}", "attention")
+    _arrow(ax, (8.33, 1.6), (8.78, 1.6), "pixels")
+    target = "normalised pixels" if cfg.norm_pix_loss else "pixels"
+    _box(ax, 9.75, 1.6, 1.6, 1.15, f"loss: mean squared\nerror on the {hidden}\nhidden patches'\n{target}", "head")
+    ax.text(5.5, 3.25, title, ha="center", va="top", fontsize=10)
+    ax.text(5.5, 2.8, "after pre-training the decoder is thrown away; the encoder is an ordinary ViT",
+            ha="center", va="top", fontsize=7, color="0.35")
+    return fig
+
+
+def plot_clip_overview(cfg=None, batch: int = 4, title: str = "CLIP: two encoders, one space (Radford et al., 2021)"
+                       ) -> Figure:
+    """CLIP's two towers: images through a ViT, captions through a text Transformer, both projected to
+    one embedding space, and the batch's image-caption similarity matrix whose diagonal is the matching pairs.
+
+    Args:
+        cfg: a :class:`vitlab.models.clip.CLIPConfig` (default: ``CLIPConfig()``, lesson 12's model).
+        batch: how many pairs the drawn similarity matrix has.
+        title: the figure's title.
+    """
+    from ..models.clip import CLIPConfig
+
+    cfg = cfg or CLIPConfig()
+    fig, ax = _canvas(10.0, 4.2, (0, 10.0), (0, 4.2))
+    colours = {**_COLOURS, **_EXTRA}
+    rows = {"image": 2.95, "text": 1.05}
+    _box(ax, 0.95, rows["image"], 1.5, 0.7, "images\n" + f"{cfg.in_chans}x{cfg.img_size}x{cfg.img_size}", "data")
+    _box(ax, 0.95, rows["text"], 1.5, 0.7, f"captions\n{cfg.context_length} token ids", "data")
+    _box(ax, 3.2, rows["image"], 1.9, 0.85, f"image encoder (a ViT)\n{cfg.image_depth} blocks, D={cfg.image_dim}\n"
+         f"{'mean of patch tokens' if cfg.image_pool == 'gap' else 'CLS token'}", "encoder")
+    _box(ax, 3.2, rows["text"], 1.9, 0.85, f"text encoder\n{cfg.text_depth} blocks, D={cfg.text_dim}\n"
+         "output at [EOS]", "encoder")
+    for key in rows:
+        _arrow(ax, (1.72, rows[key]), (2.22, rows[key]))
+        _arrow(ax, (4.17, rows[key]), (4.62, rows[key]), "project")
+        _box(ax, 5.35, rows[key], 1.3, 0.6, f"{key} embedding\nE={cfg.embed_dim}, unit length", "embed", fontsize=7)
+        _arrow(ax, (6.02, rows[key]), (6.9, 2.0 + (0.3 if key == "image" else -0.3)))
+    # the similarity matrix: rows images, columns captions, the diagonal the true pairs
+    size, left, bottom = 0.42, 7.0, 2.0 - batch * 0.42 / 2
+    for i in range(batch):
+        for j in range(batch):
+            ax.add_patch(Rectangle((left + j * size, bottom + (batch - 1 - i) * size), size, size, edgecolor="0.4",
+                                   lw=0.6, facecolor=colours["head"] if i == j else "white"))
+    ax.text(left + batch * size / 2, bottom - 0.1, "scale x cosine similarity\nimages (rows) x captions (columns)",
+            ha="center", va="top", fontsize=7)
+    ax.text(left + batch * size + 0.12, 2.0, "cross-entropy\nboth ways:\nthe diagonal\nis the answer",
+            va="center", fontsize=7)
+    ax.text(5.0, 4.1, title, ha="center", va="top", fontsize=10)
     return fig
