@@ -228,6 +228,38 @@ def test_plot_data_scale_returns_a_figure_with_and_without_the_paper():
         plot_data_scale({})
 
 
+def _curve_points_under(box, ax) -> list[str]:
+    """The curves (lines of more than one point) that pass through a box on the screen."""
+    import numpy as np
+
+    hits = []
+    for line in ax.lines:
+        xy = line.get_xydata()
+        if len(xy) < 2:
+            continue
+        pts = ax.transData.transform(xy)
+        dense = np.concatenate([np.linspace(a, b, 60) for a, b in zip(pts[:-1], pts[1:])])
+        if any(box.contains(x, y) for x, y in dense):
+            hits.append(line.get_label())
+    return hits
+
+
+def test_data_scale_labels_and_legend_never_cover_a_curve():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for results in (ResultsFile(FULL_RESULTS, "data-scale"), ResultsFile(CONVERGED, "data-scale")):
+        summary = experiment.summarize(results.records)
+        fig = plot_data_scale(summary, experiment.gap_landmarks(summary), paper=experiment.PAPER_TABLE5,
+                              labels=experiment.ARM_LABELS)
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[-1]
+        for text in [t for t in ax.texts if t.get_text().strip()] + [ax.get_legend()]:
+            assert not _curve_points_under(text.get_window_extent(renderer), ax), (results.path.name, text)
+        legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+        assert "largest gap" in legend  # the landmarks are named, in the legend
+
+
 FULL_RESULTS = repo_root() / "data" / "results" / "data-scale-equal-compute.json"
 CONVERGED = repo_root() / "data" / "results" / "data-scale.json"
 TOLERANCE = 0.03  # absolute test accuracy at 250 images; exact on the same machine and thread count

@@ -59,7 +59,7 @@ def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" 
     if not summary:
         raise ConfigError("plot_data_scale needs at least one arm's results.")
     labels = dict(labels or {})
-    fig = Figure(figsize=(9.6 if paper else 5.6, 3.6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(9.6 if paper else 5.6, 4.4), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2 if paper else 1, squeeze=False)[0]
     if paper:
         _paper_data_scale_panel(axes[0], paper)
@@ -76,7 +76,7 @@ def plot_data_scale(summary: Mapping[str, Mapping], landmarks: "Mapping | None" 
     ax.set_xlabel("training images (log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title + (f"\n({SEEDS_CAPTION})" if paper is None else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: never over a curve
     ax.grid(alpha=0.3)
     return fig
 
@@ -95,24 +95,20 @@ def _mark_gap(ax, summary: Mapping, landmarks: Mapping) -> None:
         s = summary[arm]
         return 100 * float(np.asarray(s["mean"])[np.asarray(s["sizes"]) == size][0])
 
-    def label(size: int, text: str, color: str) -> None:
-        top, bottom = mean_at(ahead, size), mean_at(behind, size)
-        left = size == sizes.max()  # the last size: write on the left, inside the axes
-        ax.annotate(text, xy=(size, (top + bottom) / 2), xytext=(-6 if left else 6, 0), textcoords="offset points",
-                    fontsize=7, va="center", ha="right" if left else "left", color=color)
-
+    # The gaps are named in the legend, not written beside the curves, where a label would cover a curve.
     size = landmarks["largest_at"]
     ax.annotate("", xy=(size, mean_at(behind, size)), xytext=(size, mean_at(ahead, size)),
                 arrowprops=dict(arrowstyle="<->", color="black", lw=1.1))
-    label(size, f"largest gap\n{landmarks['largest_gap'] * 100:+.1f} pts", "black")
+    ax.plot([], [], ls="none", marker="$\\updownarrow$", ms=9, color="black",
+            label=f"largest gap: {landmarks['largest_gap'] * 100:+.1f} pts at {_size_label(size)}")
     for before, after in landmarks.get("crossings", []):
         ax.axvspan(before, after, color="green", alpha=0.08)
         ax.annotate("crossing", xy=(np.sqrt(before * after), 0.02), xycoords=("data", "axes fraction"), fontsize=7,
                     ha="center", color="green")
     if not landmarks.get("crossings") and landmarks["smallest_at"] != landmarks["largest_at"]:
         size = landmarks["smallest_at"]
-        ax.plot([size, size], [mean_at(behind, size), mean_at(ahead, size)], color="gray", lw=2.5, alpha=0.6)
-        label(size, f"smallest gap\n{landmarks['smallest_gap'] * 100:+.1f} pts", "dimgray")
+        ax.plot([size, size], [mean_at(behind, size), mean_at(ahead, size)], color="gray", lw=2.5, alpha=0.6,
+                label=f"smallest gap: {landmarks['smallest_gap'] * 100:+.1f} pts at {_size_label(size)}")
 
 
 def _one_two_five_ticks(ax, values) -> None:
