@@ -104,7 +104,7 @@ def test_padding_keys_are_ignored_as_if_the_sequence_were_shorter(fused):
     """With the last two tokens marked as padding, the real tokens' outputs are those of attention
     over the three real tokens alone, on the fused and on the explicit path."""
     torch.manual_seed(0)
-    attn = Attention(dim=8, heads=2, fused=fused).eval()
+    attn = Attention(dim=8, heads=2, fused_attn=fused).eval()
     x = torch.randn(2, 5, 8)
     padding = torch.tensor([[False, False, False, True, True]] * 2)
     torch.testing.assert_close(attn(x, key_padding=padding)[:, :3], attn(x[:, :3]), rtol=0, atol=1e-6)

@@ -144,7 +144,7 @@ def test_fused_attention_counts_as_the_explicit_products():
     """The fused kernel is counted as the products of the explicit softmax path it replaces."""
     attention = vitlab.layers.Attention(dim=32, heads=4)
     fused = count_forward_flops(nn.Sequential(nn.Flatten(2), Transpose(), attention), (32, 17, 1))
-    attention.fused = False
+    attention.fused_attn = False
     explicit = count_forward_flops(nn.Sequential(nn.Flatten(2), Transpose(), attention), (32, 17, 1))
     linear = 2 * (17 * 32 * 96 + 17 * 32 * 32)
     assert fused == explicit == linear + 2 * 2 * 17 * 17 * 32

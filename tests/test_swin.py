@@ -161,7 +161,7 @@ def test_shifted_window_attention_equals_naive_attention_inside_true_windows(gri
     block = SwinBlock(dim=12, heads=3, grid_size=grid, window_size=window, shift_size=shift).eval()
     with torch.no_grad():
         block.attn.relative_position_bias_table.normal_()  # a bias large enough to matter
-        block.attn.fused = fused
+        block.attn.fused_attn = fused
         x = torch.randn(2, grid, grid, 12)
         torch.testing.assert_close(block.window_attention(x), naive_window_attention(x, block.attn, window, shift),
                                    rtol=1e-4, atol=1e-5)

@@ -90,7 +90,7 @@ def test_token_attention_equals_its_formula_and_its_paths_agree():
     expected = v + attn.proj(mixed)  # the residual carries the values: widths 9 -> 6
     with torch.no_grad():
         torch.testing.assert_close(attn(x), expected)
-        attn.fused = False
+        attn.fused_attn = False
         torch.testing.assert_close(attn(x), expected)
 
 

@@ -239,10 +239,10 @@ def test_a_bias_and_a_key_mask_together_give_the_same_attention_on_both_paths():
     allowed = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])[:, None, None, :]  # (B, 1, 1, 6)
     outputs = []
     for fused in (True, False):
-        attn = Attention(dim=24, heads=3, fused=fused).eval()
+        attn = Attention(dim=24, heads=3, fused_attn=fused).eval()
         outputs.append(attend_heads(attn, q, k, v, bias=bias, allowed=allowed))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)
-    short = attend_heads(Attention(dim=24, heads=3, fused=False).eval(), q[:1], k[:1, :, :4], v[:1, :, :4],
+    short = attend_heads(Attention(dim=24, heads=3, fused_attn=False).eval(), q[:1], k[:1, :, :4], v[:1, :, :4],
                          bias=bias[..., :4])
     torch.testing.assert_close(outputs[1][:1], short, rtol=0, atol=1e-5)
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 
 def check_image_tensor(x: object, model: nn.Module) -> None:
     """Raise InputShapeError unless ``x`` is a floating-point tensor of the model's dtype: the images a
@@ -127,8 +129,8 @@ def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.T
     CLIP's text encoder).
 
     Args:
-        module: the attention layer; it provides ``fused``, ``scale``, ``attend`` (the softmax module,
-            the recorder's hook point on the explicit path) and ``attn_drop``.
+        module: the attention layer (a :class:`SoftmaxAttention`): ``fused_attn``, ``scale``, ``attend``
+            (the softmax module, the recorder's hook point on the explicit path) and ``attn_drop``.
         q, k, v: (..., Nq, hd) queries and (..., N, hd) keys and values, heads in the leading dimensions.
         bias: optional additive bias broadcastable to (..., Nq, N) (relative positions, masks).
         allowed: optional bool mask broadcastable to (..., Nq, N), True where a query may attend to a
@@ -136,7 +138,7 @@ def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.T
     Returns:
         (..., Nq, hd) the attended values.
     """
-    if module.fused:
+    if module.fused_attn:
         p = module.attn_drop.p if module.training else 0.0
         mask = None if bias is None else bias.to(q.dtype)
         if allowed is not None:
@@ -151,25 +153,50 @@ def attend_heads(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.T
     return module.attn_drop(attn) @ v
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention.
+class AttentionWeights(nn.Softmax):
+    """The softmax of an attention layer's explicit path, as a named module of its own type: the one
+    point where the attention weights appear, (..., queries, keys) with rows summing to 1. A forward hook
+    on it records them; :func:`vitlab.record_attention` finds every one by this type."""
 
-    Two paths side by side: fused ``F.scaled_dot_product_attention`` (fast, the default) and the
-    explicit softmax path, whose softmax is the named module ``attend`` so a hook can record the
-    (B, H, N, N) attention weights. ``fused`` switches between them; both give the same output.
+    def __init__(self) -> None:
+        super().__init__(dim=-1)
+
+
+class SoftmaxAttention(nn.Module):
+    """What every vitlab attention layer has (ViT, hybrid, MAE, CLIP, T2T's token attention, Swin's window
+    attention), and the contract :func:`vitlab.record_attention` relies on, in timm's names:
+
+    - ``fused_attn``: True (default) computes attention with ``F.scaled_dot_product_attention``, which
+      never materialises the weights; False takes the explicit path, softmax(q k^T * scale + bias) v;
+    - ``attend``: the :class:`AttentionWeights` module that explicit path's softmax runs through;
+    - ``scale`` (1 / sqrt(head_dim)) and ``attn_drop`` (dropout on the weights).
+
+    Both paths compute the same output; which one runs never depends on who is watching.
+    """
+
+    def __init__(self, *, head_dim: int, attn_drop: float = 0.0, fused_attn: bool = True) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        self.fused_attn = fused_attn
+        self.attend = AttentionWeights()
+        self.attn_drop = nn.Dropout(attn_drop)
+
+
+class Attention(SoftmaxAttention):
+    """Multi-head self-attention (a :class:`SoftmaxAttention`: fused or explicit path, the same output).
+
+    On the explicit path the softmax is the named module ``attend``, where a hook can record the
+    (B, H, N, N) attention weights.
     """
 
     def __init__(self, *, dim: int, heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0, fused: bool = True) -> None:
-        super().__init__()
-        assert dim % heads == 0, f"dim={dim} must be divisible by heads={heads}"
+                 proj_drop: float = 0.0, fused_attn: bool = True) -> None:
+        if dim % heads:
+            raise ConfigError(f"dim={dim} is not divisible by heads={heads}; choose heads among its divisors.")
+        super().__init__(head_dim=dim // heads, attn_drop=attn_drop, fused_attn=fused_attn)
         self.heads = heads
-        self.head_dim = dim // heads
-        self.scale = self.head_dim**-0.5
-        self.fused = fused
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attend = nn.Softmax(dim=-1)
-        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 

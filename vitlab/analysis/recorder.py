@@ -1,4 +1,4 @@
-"""Record softmax attention weights from vitlab's ViT and from timm's VisionTransformer.
+"""Record softmax attention weights from every vitlab model and from timm's VisionTransformer family.
 
 The trap this avoids: with fused attention (``F.scaled_dot_product_attention``) the softmax never runs
 as a separate step, so a hook on the softmax (or on timm's ``attn_drop``) silently records nothing.
@@ -17,12 +17,17 @@ from ..errors import RecorderError
 
 
 def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """(name, module, kind) for every supported attention module, in forward (block) order."""
-    from ..layers import Attention as VitlabAttention
+    """(name, module, kind) for every attention module it can record, in forward (registration) order.
+
+    kind 'vitlab': a :class:`vitlab.layers.SoftmaxAttention` (every vitlab model), recorded at its
+    ``attend`` softmax's output; kind 'timm': timm's ViT ``Attention`` (``fused_attn``, ``qkv``,
+    ``attn_drop``), recorded at ``attn_drop``'s input, which is its softmax.
+    """
+    from ..layers import SoftmaxAttention
 
     found = []
     for name, module in model.named_modules():
-        if isinstance(module, VitlabAttention):
+        if isinstance(module, SoftmaxAttention):
             found.append((name, module, "vitlab"))
         elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module) \
                 and hasattr(module, "qkv"):
@@ -45,8 +50,10 @@ class AttentionRecorder:
         self._targets = _attention_modules(model)
         if not self._targets:
             raise RecorderError(
-                f"{type(model).__name__} has no attention module vitlab knows how to record (vitlab's "
-                "ViT and timm's VisionTransformer are supported).")
+                f"{type(model).__name__} has no attention module vitlab knows how to record. Supported: every "
+                "vitlab model (its attention layers are vitlab.layers.SoftmaxAttention: ViT, hybrid, MAE, CLIP, "
+                "T2T-ViT, Swin) and timm's VisionTransformer family (attention modules with fused_attn, qkv "
+                "and attn_drop).")
         self.names = [name for name, _, _ in self._targets]
         self._calls: list[list[torch.Tensor]] = [[] for _ in self._targets]
         self._handles: list = []
@@ -60,25 +67,17 @@ class AttentionRecorder:
 
     def __enter__(self) -> "AttentionRecorder":
         for index, (_, module, kind) in enumerate(self._targets):
-            if kind == "vitlab":
-                self._saved_flags.append(module.fused)
-                module.fused = False
-                point = module.attend
-            else:
-                self._saved_flags.append(module.fused_attn)
-                module.fused_attn = False
-                point = module.attn_drop
+            self._saved_flags.append(module.fused_attn)  # timm's flag name, which vitlab's layers share
+            module.fused_attn = False
+            point = module.attend if kind == "vitlab" else module.attn_drop
             self._handles.append(point.register_forward_hook(self._hook_for(index, kind)))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         for handle in self._handles:
             handle.remove()
-        for (_, module, kind), flag in zip(self._targets, self._saved_flags):
-            if kind == "vitlab":
-                module.fused = flag
-            else:
-                module.fused_attn = flag
+        for (_, module, _), flag in zip(self._targets, self._saved_flags):
+            module.fused_attn = flag
         self._handles, self._saved_flags = [], []
         if exc_type is None and not any(self._calls):
             raise RecorderError(

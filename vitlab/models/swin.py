@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import check_fields, check_positive_ints, check_rates, register_config, register_preset, replace_config
 from ..errors import ConfigError, InputShapeError
-from ..layers import MLP, DropPath, attend_heads, init_vit_weights
+from ..layers import MLP, DropPath, SoftmaxAttention, attend_heads, init_vit_weights
 
 # Added to the scores of token pairs that must not attend to each other. The Swin paper's code (and
 # timm) add -100, but exp(-100) ~ 4e-44 is a *subnormal* float32, and CPU matrix multiplies slow down
@@ -161,30 +161,29 @@ def _check_shift(grid_size: int, window_size: int, shift_size: int) -> None:
                           f"{shift_size} (Swin uses window_size // 2).")
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(SoftmaxAttention):
     """Multi-head self-attention inside windows, with a learned relative-position bias per head.
 
     score(i, j) = q_i . k_j / sqrt(hd) + table[index[i, j], head] (+ mask[window, i, j])
 
     Two paths, as ``vitlab.layers.Attention``: fused ``F.scaled_dot_product_attention`` (default) and
-    the explicit softmax through the named module ``attend`` (for hooks).
+    the explicit softmax through the named module ``attend`` (for hooks). The weights recorded there are
+    (B, nW, H, N, N): image, window (row-major over the window grid of the block's *rolled* token grid
+    in a shifted block; an unshifted block, which has no mask, records (B*nW, 1, H, N, N)), head, query
+    and key (row-major inside the window); see
+    :func:`window_attention_to_grid` for them over the image's own positions.
     """
 
     def __init__(self, *, dim: int, heads: int, window_size: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, fused: bool = True) -> None:
-        super().__init__()
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, fused_attn: bool = True) -> None:
         if dim % heads:
             raise ConfigError(f"dim={dim} is not divisible by heads={heads}.")
+        super().__init__(head_dim=dim // heads, attn_drop=attn_drop, fused_attn=fused_attn)
         self.heads = heads
-        self.head_dim = dim // heads
-        self.scale = self.head_dim**-0.5
         self.window_size = window_size
-        self.fused = fused
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.attend = nn.Softmax(dim=-1)
-        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
@@ -281,6 +280,48 @@ class PatchMerging(nn.Module):
                                   f"{tuple(x.shape)}.")
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))  # (B, h/2, w/2, 4C) -> (B, h/2, w/2, 2C)
+
+
+def window_attention_to_grid(maps: torch.Tensor, grid_size: int, window_size: int, shift_size: int = 0
+                             ) -> torch.Tensor:
+    """One Swin block's recorded window attention, laid out over the image's own token positions.
+
+    ``record_attention`` records a :class:`WindowAttention` as (B, nW, H, N, N): per image, per window of
+    the block's token grid (row-major over the windows; in a shifted block, windows of the grid rolled
+    by ``-shift_size`` in both directions), per head, per query and key token (row-major inside the
+    window). An unshifted block (no mask) records (B * nW, 1, H, N, N), the windows of each image one
+    after the other; both are accepted. This puts every weight where it belongs on the unrolled grid.
+
+    Args:
+        maps: (B, nW, H, N, N) for one block (``rec.maps[i]``).
+        grid_size: the block's token grid side (``block.grid_size``).
+        window_size: its window side (``block.window_size``).
+        shift_size: its shift (``block.shift_size``; 0 for W-MSA).
+    Returns:
+        (B, H, L, L) with L = grid_size**2, rows and columns row-major over the grid: the weight each query
+        position gives each key position, 0 outside the query's window; every row sums to 1.
+    Raises:
+        InputShapeError: ``maps`` does not have the windows and tokens of such a block.
+    """
+    ws, side = window_size, grid_size
+    windows = (side // ws) ** 2 if ws and not side % ws else 0
+    if maps.ndim == 5 and maps.shape[1] == 1 and windows > 1 and maps.shape[0] % windows == 0:
+        maps = maps.reshape(-1, windows, *maps.shape[2:])  # a W-MSA block: windows were in the batch dimension
+    if maps.ndim != 5 or not windows or maps.shape[1] != windows or maps.shape[-1] != ws * ws \
+            or maps.shape[-2] != ws * ws:
+        raise InputShapeError(f"Expected one Swin block's window attention of shape (B, {(side // max(ws, 1)) ** 2}, H, "
+                              f"{ws * ws}, {ws * ws}) for a {side}x{side} grid and {ws}x{ws} windows, got "
+                              f"{tuple(maps.shape)}.")
+    B, nW, H, N, _ = maps.shape
+    position = torch.arange(side * side).reshape(side, side)  # the original index of every grid cell
+    if shift_size:
+        position = torch.roll(position, shifts=(-shift_size, -shift_size), dims=(0, 1))  # as the block rolls x
+    per_window = window_partition(position[None, :, :, None], ws).reshape(nW, N)  # original index of each token
+    out = maps.new_zeros(B, H, side * side, side * side)
+    queries = per_window[:, :, None].expand(nW, N, N)
+    keys = per_window[:, None, :].expand(nW, N, N)
+    out[:, :, queries, keys] = maps.permute(0, 2, 1, 3, 4)  # (B, H, nW, N, N)
+    return out
 
 
 @dataclass(frozen=True)
@@ -405,13 +446,13 @@ class Swin(nn.Module):
     @property
     def fused_attn(self) -> bool:
         """Whether the window attentions use fused scaled_dot_product_attention (default True)."""
-        return all(m.fused for m in self.modules() if isinstance(m, WindowAttention))
+        return all(m.fused_attn for m in self.modules() if isinstance(m, WindowAttention))
 
     @fused_attn.setter
     def fused_attn(self, value: bool) -> None:
         for m in self.modules():
             if isinstance(m, WindowAttention):
-                m.fused = bool(value)
+                m.fused_attn = bool(value)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise InputShapeError unless x is (B, in_chans, img_size, img_size)."""
@@ -461,4 +502,4 @@ _register()
 
 __all__ = ["SwinConfig", "Swin", "SwinStage", "SwinBlock", "WindowAttention", "PatchMerging", "MASK_VALUE",
            "window_partition", "window_reverse", "relative_position_index", "shifted_window_regions",
-           "shifted_window_mask"]
+           "shifted_window_mask", "window_attention_to_grid"]

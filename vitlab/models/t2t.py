@@ -27,7 +27,7 @@ from torch import nn
 from ..config import (POOLS, check_fields, check_positive_ints, check_rates, register_config, register_preset,
                       replace_config)
 from ..errors import ConfigError, InputShapeError
-from ..layers import MLP, attend_heads
+from ..layers import MLP, SoftmaxAttention, attend_heads
 from .vit import ViT, build_encoder
 
 T2T_POS_EMBEDS = ("learned", "sincos2d", "none")
@@ -173,7 +173,7 @@ def tokens_to_grid(tokens: torch.Tensor, grid_size: int) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid_size, grid_size)
 
 
-class TokenAttention(nn.Module):
+class TokenAttention(SoftmaxAttention):
     """Attention whose output width differs from its input width (T2T's token transformer).
 
     The input tokens (width ``in_dim`` = C*k^2, large) are mapped to queries, keys and values of
@@ -182,15 +182,10 @@ class TokenAttention(nn.Module):
     """
 
     def __init__(self, *, in_dim: int, dim: int, heads: int = 1, qkv_bias: bool = False,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, fused: bool = True) -> None:
-        super().__init__()
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, fused_attn: bool = True) -> None:
+        super().__init__(head_dim=dim // heads, attn_drop=attn_drop, fused_attn=fused_attn)
         self.heads = heads
-        self.head_dim = dim // heads
-        self.scale = self.head_dim**-0.5
-        self.fused = fused
         self.qkv = nn.Linear(in_dim, 3 * dim, bias=qkv_bias)
-        self.attend = nn.Softmax(dim=-1)
-        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 

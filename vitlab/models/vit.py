@@ -87,12 +87,12 @@ class ViT(nn.Module):
     @property
     def fused_attn(self) -> bool:
         """Whether the blocks use fused scaled_dot_product_attention (True by default)."""
-        return all(block.attn.fused for block in self.blocks)
+        return all(block.attn.fused_attn for block in self.blocks)
 
     @fused_attn.setter
     def fused_attn(self, value: bool) -> None:
         for block in self.blocks:
-            block.attn.fused = bool(value)
+            block.attn.fused_attn = bool(value)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise InputShapeError unless x is (B, in_chans, img_size, img_size)."""
