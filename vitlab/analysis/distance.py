@@ -96,3 +96,24 @@ def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
     p = attn.to(torch.float64)
     per_query = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=-1)  # (..., N); 0 log 0 = 0
     return per_query.mean(dim=-1).to(attn.dtype if attn.is_floating_point() else torch.float32)
+
+
+def prefix_attention_share(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """How much of the patches' attention goes to the prefix tokens (CLS, registers, a distillation token).
+
+    For each patch query, the summed weight on the first ``num_prefix_tokens`` keys, averaged over the
+    patch queries: (..., N, N) -> (..., num_prefix_tokens), one share per prefix token (their sum is the
+    share the patches give the prefix at all). Register tokens (Darcet et al., 2024, "Vision Transformers
+    Need Registers") are meant to collect attention that would otherwise land on a few background patches;
+    this measures how much they take. Uniform attention gives each prefix token 1 / N.
+
+    Raises:
+        InputShapeError: ``attn`` is not (..., N, N), or ``num_prefix_tokens`` is not in 1 .. N - 1.
+    """
+    if attn.ndim < 2 or attn.shape[-1] != attn.shape[-2]:
+        raise InputShapeError(f"attn must be (..., N, N), got shape {tuple(attn.shape)}.")
+    n = attn.shape[-1]
+    if not isinstance(num_prefix_tokens, int) or not 1 <= num_prefix_tokens < n:
+        raise InputShapeError(f"num_prefix_tokens must be a whole number from 1 to {n - 1} (the tokens before the "
+                              f"patches: model.num_prefix_tokens), got {num_prefix_tokens!r}.")
+    return attn[..., num_prefix_tokens:, :num_prefix_tokens].mean(dim=-2)  # (..., P): over the patch queries
