@@ -13,6 +13,7 @@ from .models.mae import MAE, MAEConfig, vit_from_mae
 from .models.resize import resample_pos_embed, resize_vit
 from .models.swin import Swin, SwinConfig
 from .models.t2t import T2TConfig, T2TViT
+from .models.hf_interop import from_hf
 from .models.timm_interop import from_timm, load_pretrained, to_timm
 from .seed import seed_everything
 from .training import EarlyStopping, TrainConfig, check_device, evaluate, predict, train
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ViTConfig", "ResNetConfig", "PRESETS", "get_preset", "ViT", "ResNet", "build_model",
     "count_parameters", "HybridConfig", "HybridViT", "T2TConfig", "T2TViT", "SwinConfig", "Swin",
-    "MAEConfig", "MAE", "vit_from_mae", "CLIPConfig", "CLIP", "resample_pos_embed", "resize_vit", "EXPERIMENTS", "run_experiment", "from_timm", "to_timm", "load_pretrained", "save_checkpoint",
+    "MAEConfig", "MAE", "vit_from_mae", "CLIPConfig", "CLIP", "resample_pos_embed", "resize_vit", "EXPERIMENTS", "run_experiment", "from_timm", "from_hf", "to_timm", "load_pretrained", "save_checkpoint",
     "load_checkpoint", "read_checkpoint_info", "seed_everything", "TrainConfig", "EarlyStopping", "train",
     "evaluate", "predict", "record_attention", "VitlabError", "ConfigError", "UnknownPresetError", "InputShapeError",
     "DataNotFoundError", "CheckpointError", "PretrainedUnavailableError", "TrainingDivergedError",

@@ -21,7 +21,9 @@ def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
     kind 'vitlab': a :class:`vitlab.layers.SoftmaxAttention` (every vitlab model), recorded at its
     ``attend`` softmax's output; kind 'timm': timm's ViT ``Attention`` (``fused_attn``, ``qkv``,
-    ``attn_drop``), recorded at ``attn_drop``'s input, which is its softmax.
+    ``attn_drop``), recorded at ``attn_drop``'s input, which is its softmax; kind 'hf': a transformers
+    attention layer (``q_proj``, ``k_proj``, ``v_proj`` and the model's config), which returns its weights
+    as the second output when the model runs its eager attention.
     """
     from ..layers import SoftmaxAttention
 
@@ -32,6 +34,9 @@ def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
         elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module) \
                 and hasattr(module, "qkv"):
             found.append((name, module, "timm"))
+        elif all(isinstance(getattr(module, p, None), nn.Linear) for p in ("q_proj", "k_proj", "v_proj")) \
+                and hasattr(getattr(module, "config", None), "_attn_implementation"):
+            found.append((name, module, "hf"))
     return found
 
 
@@ -52,8 +57,8 @@ class AttentionRecorder:
             raise RecorderError(
                 f"{type(model).__name__} has no attention module vitlab knows how to record. Supported: every "
                 "vitlab model (its attention layers are vitlab.layers.SoftmaxAttention: ViT, hybrid, MAE, CLIP, "
-                "T2T-ViT, Swin) and timm's VisionTransformer family (attention modules with fused_attn, qkv "
-                "and attn_drop).")
+                "T2T-ViT, Swin), timm's VisionTransformer family (attention modules with fused_attn, qkv "
+                "and attn_drop) and transformers' ViT, DeiT and DINOv2 (q_proj, k_proj, v_proj).")
         self.names = [name for name, _, _ in self._targets]
         self._calls: list[list[torch.Tensor]] = [[] for _ in self._targets]
         self._handles: list = []
@@ -61,23 +66,52 @@ class AttentionRecorder:
 
     def _hook_for(self, index: int, kind: str):
         def record(module, inputs, output):
-            weights = output if kind == "vitlab" else inputs[0]  # timm: attn_drop's input is the softmax
+            if kind == "hf":  # (attn_output, attn_weights); the weights are None unless attention ran eager
+                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+                if weights is None:
+                    raise RecorderError(f"{type(module).__name__} returned no attention weights: its model does "
+                                        "not run eager attention. Pass the transformers model itself (a "
+                                        "PreTrainedModel) to record_attention, which switches it to eager.")
+            else:
+                weights = output if kind == "vitlab" else inputs[0]  # timm: attn_drop's input is the softmax
             self._calls[index].append(weights if self.keep_graph else weights.detach())
         return record
 
+    def _hf_model(self):
+        """The transformers model whose attention implementation is switched while recording."""
+        if not any(kind == "hf" for _, _, kind in self._targets):
+            return None
+        if not hasattr(self.model, "set_attn_implementation"):
+            raise RecorderError(f"{type(self.model).__name__} holds transformers attention layers but is not a "
+                                "transformers PreTrainedModel; pass the PreTrainedModel (e.g. ViTModel) itself.")
+        return self.model
+
     def __enter__(self) -> "AttentionRecorder":
+        hf = self._hf_model()
+        if hf is not None:  # under SDPA transformers computes no weights: eager while recording, then back
+            self._saved_hf = hf.config._attn_implementation
+            if self._saved_hf != "eager":
+                hf.set_attn_implementation("eager")
         for index, (_, module, kind) in enumerate(self._targets):
-            self._saved_flags.append(module.fused_attn)  # timm's flag name, which vitlab's layers share
-            module.fused_attn = False
-            point = module.attend if kind == "vitlab" else module.attn_drop
+            if kind == "hf":
+                self._saved_flags.append(None)
+                point = module
+            else:
+                self._saved_flags.append(module.fused_attn)  # timm's flag name, which vitlab's layers share
+                module.fused_attn = False
+                point = module.attend if kind == "vitlab" else module.attn_drop
             self._handles.append(point.register_forward_hook(self._hook_for(index, kind)))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         for handle in self._handles:
             handle.remove()
-        for (_, module, _), flag in zip(self._targets, self._saved_flags):
-            module.fused_attn = flag
+        for (_, module, kind), flag in zip(self._targets, self._saved_flags):
+            if kind != "hf":
+                module.fused_attn = flag
+        hf = self._hf_model()
+        if hf is not None and hf.config._attn_implementation != self._saved_hf:
+            hf.set_attn_implementation(self._saved_hf)
         self._handles, self._saved_flags = [], []
         if exc_type is None and not any(self._calls):
             raise RecorderError(
