@@ -126,7 +126,8 @@ def test_dev_extra_covers_notebooks_and_tests():
     assert {"jupyterlab", "ipywidgets"} <= names(extras["notebook"])
     assert {"pytest", "nbval"} <= names(extras["test"])
     assert {"torch", "torchvision", "timm", "numpy", "matplotlib", "tqdm"} <= names(project["dependencies"])
-    assert "vitlab[notebook,test]" in extras["dev"]
+    assert "vitlab[notebook,test,hf]" in extras["dev"]  # make test installs the optional hf extra too
+    assert {"transformers"} <= names(extras["hf"])
 
 
 def test_readme_explains_every_dependency_and_names_the_locked_versions():
