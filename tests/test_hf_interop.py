@@ -71,3 +71,11 @@ def test_without_transformers_the_error_is_one_line_saying_how_to_install(monkey
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install 'vitlab\[hf\]'"):
         from_hf(torch.nn.Linear(2, 2))
+
+
+def test_a_training_model_with_attention_dropout_is_refused():
+    torch.manual_seed(0)
+    model = transformers.ViTModel(transformers.ViTConfig(**SMALL, attention_probs_dropout_prob=0.1)).train()
+    with pytest.raises(vitlab.analysis.RecorderError, match="model.eval()"):
+        with record_attention(model):
+            model(torch.randn(1, 3, 32, 32))

@@ -109,3 +109,16 @@ def test_swin_window_maps_laid_out_over_the_grid_match_a_direct_computation(shif
 def test_window_attention_to_grid_refuses_maps_of_another_shape():
     with pytest.raises(vitlab.InputShapeError, match="window attention"):
         window_attention_to_grid(torch.rand(1, 4, 2, 16, 16), grid_size=8, window_size=2)
+
+
+def test_in_train_mode_maps_are_the_softmax_before_attention_dropout():
+    vitlab.seed_everything(0)
+    model = vitlab.build_model("fmnist-vit-tiny", attn_drop_rate=0.5).train()
+    with torch.no_grad(), record_attention(model) as rec:
+        model(IMAGES)
+    model.eval()
+    with torch.no_grad(), record_attention(model) as reference:
+        model(IMAGES)
+    torch.testing.assert_close(rec.maps[0], reference.maps[0])  # the first layer's input is not dropped out
+    for m in rec.maps:
+        torch.testing.assert_close(m.sum(-1), torch.ones_like(m.sum(-1)), atol=1e-5, rtol=0)  # no dropout in them

@@ -87,6 +87,14 @@ class AttentionRecorder:
         return self.model
 
     def __enter__(self) -> "AttentionRecorder":
+        # Train mode: vitlab's and timm's maps are read before attention dropout (the softmax itself), so they
+        # are recorded as they are; transformers returns its weights after dropout, so that case is refused.
+        dropped = [name for name, module, kind in self._targets if kind == "hf" and module.training
+                   and getattr(module, "attention_dropout", 0.0) > 0]
+        if dropped:
+            raise RecorderError(f"{type(self.model).__name__} is in train mode with attention dropout, and transformers "
+                                f"returns its attention weights after dropout ({dropped[0]}): call model.eval() "
+                                "before recording.")
         hf = self._hf_model()
         if hf is not None:  # under SDPA transformers computes no weights: eager while recording, then back
             self._saved_hf = hf.config._attn_implementation
@@ -143,8 +151,12 @@ def record_attention(model: nn.Module, keep_graph: bool = False) -> AttentionRec
             model(x)
         rec.maps  # list over blocks of (B, H, N, N); rows sum to 1
 
-    Works on vitlab's ViT and on any timm VisionTransformer, also with fused attention on (it switches
-    to the explicit path while recording and restores the flags on exit).
+    Works on every vitlab model, on timm's VisionTransformer family and on transformers' ViT, DeiT and
+    DINOv2, also with fused attention or SDPA on (it switches to the explicit or eager path while
+    recording and restores the flags on exit). In train mode the maps are the softmax weights before
+    attention dropout (vitlab, timm: what the model attends with before some weights are dropped);
+    transformers returns its weights after dropout, so recording one in train mode with attention
+    dropout is refused.
 
     Args:
         model: the model to record.
