@@ -328,3 +328,42 @@ def test_bad_arguments_to_the_analyses_are_typed_errors_that_say_what_to_pass(ca
     maps = _random_maps(layers=2, N=50)
     with pytest.raises(error, match=message):
         call(maps)
+
+
+# ---------------------------------------------------------------- pitfalls peers hit, pinned at batch size > 1
+
+def test_rollout_rows_sum_to_one_after_every_layer_with_discard():
+    torch.manual_seed(0)
+    maps = [torch.rand(3, 4, 10, 10).softmax(-1) for _ in range(5)]
+    for depth in range(1, 6):  # the rollout up to each layer is itself row-stochastic
+        r = attention_rollout(maps[:depth], discard_ratio=0.9)
+        torch.testing.assert_close(r.sum(-1), torch.ones(3, 10))
+
+
+def test_discard_ratio_and_rollout_are_per_image_not_per_batch():
+    torch.manual_seed(0)
+    quiet = torch.rand(1, 4, 10, 10).softmax(-1)
+    loud = (torch.rand(1, 4, 10, 10) * 20).softmax(-1)  # far larger weights: a batch-wide threshold would bite
+    batch = [torch.cat([quiet, loud]) for _ in range(3)]
+    together = attention_rollout(batch, discard_ratio=0.7)
+    alone = attention_rollout([quiet] * 3, discard_ratio=0.7)
+    torch.testing.assert_close(together[:1], alone)
+    torch.testing.assert_close(discard_lowest(torch.cat([quiet, loud]).mean(1), 0.7)[:1],
+                               discard_lowest(quiet.mean(1), 0.7))
+
+
+def test_gradient_rollout_pairs_each_layer_with_its_own_gradient_per_image():
+    torch.manual_seed(0)
+    maps = [torch.rand(2, 3, 6, 6).softmax(-1) for _ in range(3)]
+    grads = [torch.randn(2, 3, 6, 6) for _ in range(3)]
+    together = gradient_rollout(maps, grads)
+    for b in range(2):  # each image alone gives its own row of the batch
+        torch.testing.assert_close(together[b:b + 1], gradient_rollout([m[b:b + 1] for m in maps],
+                                                                       [g[b:b + 1] for g in grads]))
+    swapped = gradient_rollout(maps, grads[::-1])  # a gradient paired with another layer's map changes it
+    assert not torch.allclose(swapped, together)
+    # by hand: R = I; R <- R + mean_h(relu(g * a)) @ R, layer by layer
+    r = torch.eye(6).expand(2, 6, 6).clone()
+    for a, g in zip(maps, grads):
+        r = r + (g * a).clamp(min=0).mean(1) @ r
+    torch.testing.assert_close(together, r)
