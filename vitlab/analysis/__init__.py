@@ -2,6 +2,7 @@
 
 from .distance import attention_entropy, mean_attention_distance, patch_distances, prefix_attention_share, \
     uniform_attention_distance
+from .cka import MinibatchCKA, linear_cka, unbiased_hsic
 from .filters import patch_embedding_components
 from .posembed import pos_embed_distance_correlation, pos_embed_similarity
 from .recorder import AttentionRecorder, RecorderError, record_attention
@@ -13,4 +14,5 @@ __all__ = ["record_attention", "AttentionRecorder", "RecorderError", "mean_atten
            "patch_distances", "attention_rollout", "rollout_to_map", "fuse_heads", "discard_lowest",
            "gradient_rollout", "class_rollout", "pos_embed_similarity", "patch_embedding_components",
            "uniform_attention_distance", "attention_entropy", "pos_embed_distance_correlation", "share_on_mask",
-           "model_geometry", "summarize", "prefix_attention_share"]
+           "model_geometry", "summarize", "prefix_attention_share", "linear_cka", "MinibatchCKA",
+           "unbiased_hsic"]
