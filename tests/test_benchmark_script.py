@@ -167,3 +167,20 @@ def test_quartiles_by_hand():
     assert bench.quartiles([0.9]) == (0.9, 0.9)
     assert bench.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 4.0)  # inclusive: the 25th and 75th percentiles
     assert bench.quartiles([4.0, 1.0, 3.0, 2.0]) == pytest.approx((1.75, 3.25))  # 1 + 0.75, 1 + 2.25
+
+
+def test_summarize_memory_benchmark_runs_on_a_tiny_model(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize_memory.py"
+    spec = importlib.util.spec_from_file_location("summarize_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "memory.json"
+    assert module.main(["--preset", "fmnist-vit-tiny", "--images", "12", "--batch-size", "5", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["distance_shape"] == [4, 4] and figures["peak_rss_gb"] > 0
+    # every map of 12 images: 12 x 4 blocks x 4 heads x 50 x 50 tokens x 4 bytes
+    assert figures["all_maps_gb"] == round(12 * 4 * 4 * 50 * 50 * 4 / 1e9, 2)
+    assert "target under 2 GB" in capsys.readouterr().out
