@@ -407,36 +407,26 @@ def _run_and_move_the_slider(page, lab: Lab, notebook: Path, description: str, e
 # ---------------------------------------------------------------------------------------------- the website
 
 @pytest.mark.browser
-def test_site_index_links_every_lesson_and_a_lesson_page_shows_its_figures_and_a_solution(chromium_path,
-                                                                                         tmp_path):
+def test_site_index_links_every_lesson_and_a_lesson_page_shows_its_figures_and_a_solution(page, tmp_path):
     """`make site`'s pages in a real browser: the index links all lessons, lesson 03's page shows its figures
-    (every image decoded) and reveals an exercise's solution when its summary is clicked."""
-    from playwright.sync_api import sync_playwright
-
+    (every image decoded) and reveals an exercise's solution when its summary is clicked. It uses the module's
+    one browser page (a second Playwright instance cannot start inside the first one's event loop)."""
     from vitlab.site import build_site
 
     index = build_site(tmp_path / "site")[0]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 1200}).new_page()
-            page.goto(index.as_uri())
-            links = page.locator("table a")
-            assert links.count() == len(lesson_notebooks())
-            page.locator("table a", has_text="03").click()
-            page.wait_for_load_state("load")
-            assert page.url.endswith("03_training_fashion_mnist.html")
-            images = page.locator(".jp-OutputArea-output img")
-            assert images.count() >= 5
-            assert page.evaluate("Array.from(document.querySelectorAll('.jp-OutputArea-output img'))"
-                                 ".every(img => img.complete && img.naturalWidth > 0)")
-            details = page.locator("details").first
-            assert details.get_attribute("open") is None
-            details.locator("summary").click()
-            assert details.get_attribute("open") is not None
-            assert details.locator("code").first.is_visible()
-            page.screenshot(path=str(ARTIFACTS / "site-lesson-03.png"))
-        finally:
-            browser.close()
+    page.goto(index.as_uri())
+    links = page.locator("table a")
+    assert links.count() == len(lesson_notebooks())
+    page.locator("table a", has_text="03").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("03_training_fashion_mnist.html")
+    images = page.locator(".jp-OutputArea-output img")
+    assert images.count() >= 5
+    assert page.evaluate("Array.from(document.querySelectorAll('.jp-OutputArea-output img'))"
+                         ".every(img => img.complete && img.naturalWidth > 0)")
+    details = page.locator("details").first
+    assert details.get_attribute("open") is None
+    details.locator("summary").click()
+    assert details.get_attribute("open") is not None
+    assert details.locator("code").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "site-lesson-03.png"))
