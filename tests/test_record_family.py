@@ -122,3 +122,16 @@ def test_in_train_mode_maps_are_the_softmax_before_attention_dropout():
     torch.testing.assert_close(rec.maps[0], reference.maps[0])  # the first layer's input is not dropped out
     for m in rec.maps:
         torch.testing.assert_close(m.sum(-1), torch.ones_like(m.sum(-1)), atol=1e-5, rtol=0)  # no dropout in them
+
+
+def test_every_swin_block_records_its_windows_grouped_by_image():
+    """Shifted or not, a block's maps are (B, nW, H, N, N): the layout does not depend on the mask."""
+    model, run = _models()["swin"]
+    with torch.no_grad(), record_attention(model) as rec:
+        run(model)
+    blocks = [m for m in model.modules() if isinstance(m, SwinBlock)]
+    for block, maps in zip(blocks, rec.maps):
+        windows = (block.grid_size // block.window_size) ** 2
+        assert maps.shape[:2] == (2, windows), (block.shift_size, tuple(maps.shape))
+        grid = window_attention_to_grid(maps, block.grid_size, block.window_size, block.shift_size)
+        torch.testing.assert_close(grid.sum(-1), torch.ones_like(grid.sum(-1)), atol=1e-5, rtol=0)

@@ -168,10 +168,9 @@ class WindowAttention(SoftmaxAttention):
 
     Two paths, as ``vitlab.layers.Attention``: fused ``F.scaled_dot_product_attention`` (default) and
     the explicit softmax through the named module ``attend`` (for hooks). The weights recorded there are
-    (B, nW, H, N, N): image, window (row-major over the window grid of the block's *rolled* token grid
-    in a shifted block; an unshifted block, which has no mask, records (B*nW, 1, H, N, N)), head, query
-    and key (row-major inside the window); see
-    :func:`window_attention_to_grid` for them over the image's own positions.
+    (B, nW, H, N, N): image, window (row-major over the window grid; in a shifted block, of the *rolled*
+    token grid), head, query and key (row-major inside the window); see :func:`window_attention_to_grid`
+    for them over the image's own positions.
     """
 
     def __init__(self, *, dim: int, heads: int, window_size: int, qkv_bias: bool = True,
@@ -193,17 +192,22 @@ class WindowAttention(SoftmaxAttention):
         bias = self.relative_position_bias_table[self.relative_position_index.flatten()]  # (N*N, H)
         return bias.reshape(N, N, self.heads).permute(2, 0, 1)  # (H, N, N)
 
-    def forward(self, x: torch.Tensor, mask: "torch.Tensor | None" = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: "torch.Tensor | None" = None,
+                num_windows: "int | None" = None) -> torch.Tensor:
         """Attention within each window.
 
         Args:
             x: (B*nW, N, C) the tokens of every window of every image (windows of one image together).
             mask: (nW, N, N) added to the scores (0 or MASK_VALUE), or None.
+            num_windows: nW, the windows of one image (default: the mask's, else 1); it only groups the
+                windows by image, as the recorded weights are laid out, and changes nothing computed.
         Returns:
             (B*nW, N, C).
         """
         BW, N, C = x.shape
-        nW = 1 if mask is None else mask.shape[0]
+        nW = num_windows or (1 if mask is None else mask.shape[0])
+        if mask is not None and mask.shape[0] != nW:
+            raise InputShapeError(f"The mask is for {mask.shape[0]} windows per image, but num_windows={nW}.")
         if BW % nW:
             raise InputShapeError(f"{BW} windows are not a whole number of images of {nW} windows each.")
         qkv = self.qkv(x).reshape(BW // nW, nW, N, 3, self.heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
@@ -249,7 +253,7 @@ class SwinBlock(nn.Module):
         if s:
             x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))  # cyclic shift: the windows move by (s, s)
         windows = window_partition(x, ws).reshape(-1, ws * ws, C)  # (B*nW, N, C)
-        windows = self.attn(windows, mask=self.attn_mask)  # (B*nW, N, C)
+        windows = self.attn(windows, mask=self.attn_mask, num_windows=(h // ws) * (w // ws))  # (B*nW, N, C)
         x = window_reverse(windows.reshape(-1, ws, ws, C), ws, h, w)  # (B, h, w, C)
         return torch.roll(x, shifts=(s, s), dims=(1, 2)) if s else x  # undo the shift
 
@@ -289,8 +293,7 @@ def window_attention_to_grid(maps: torch.Tensor, grid_size: int, window_size: in
     ``record_attention`` records a :class:`WindowAttention` as (B, nW, H, N, N): per image, per window of
     the block's token grid (row-major over the windows; in a shifted block, windows of the grid rolled
     by ``-shift_size`` in both directions), per head, per query and key token (row-major inside the
-    window). An unshifted block (no mask) records (B * nW, 1, H, N, N), the windows of each image one
-    after the other; both are accepted. This puts every weight where it belongs on the unrolled grid.
+    window). This puts every weight where it belongs on the unrolled grid.
 
     Args:
         maps: (B, nW, H, N, N) for one block (``rec.maps[i]``).
@@ -305,13 +308,9 @@ def window_attention_to_grid(maps: torch.Tensor, grid_size: int, window_size: in
     """
     ws, side = window_size, grid_size
     windows = (side // ws) ** 2 if ws and not side % ws else 0
-    if maps.ndim == 5 and maps.shape[1] == 1 and windows > 1 and maps.shape[0] % windows == 0:
-        maps = maps.reshape(-1, windows, *maps.shape[2:])  # a W-MSA block: windows were in the batch dimension
-    if maps.ndim != 5 or not windows or maps.shape[1] != windows or maps.shape[-1] != ws * ws \
-            or maps.shape[-2] != ws * ws:
-        raise InputShapeError(f"Expected one Swin block's window attention of shape (B, {(side // max(ws, 1)) ** 2}, H, "
-                              f"{ws * ws}, {ws * ws}) for a {side}x{side} grid and {ws}x{ws} windows, got "
-                              f"{tuple(maps.shape)}.")
+    if maps.ndim != 5 or not windows or maps.shape[1] != windows or maps.shape[-2:] != (ws * ws, ws * ws):
+        raise InputShapeError(f"Expected one Swin block's window attention of shape (B, {windows}, H, {ws * ws}, "
+                              f"{ws * ws}) for a {side}x{side} grid and {ws}x{ws} windows, got {tuple(maps.shape)}.")
     B, nW, H, N, _ = maps.shape
     position = torch.arange(side * side).reshape(side, side)  # the original index of every grid cell
     if shift_size:
