@@ -91,8 +91,10 @@ def ablate_heads(model: nn.Module, heads: "dict[tuple[int, int], str]"):
             x = args[0].clone()  # (B, T, H * hd): the heads side by side
             for h, mode in chosen.items():
                 part = x[..., h * width:(h + 1) * width]
-                part.copy_(torch.zeros_like(part) if mode == "zero" else part.mean(dim=(0, 1), keepdim=True)
-                           .expand_as(part))
+                if mode == "zero":
+                    part.zero_()
+                else:
+                    part.copy_(part.mean(dim=(0, 1), keepdim=True).expand_as(part))
             return (x,) + tuple(args[1:])
         return replace
 

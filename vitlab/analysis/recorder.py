@@ -95,7 +95,7 @@ class AttentionRecorder:
             raise RecorderError(f"{type(self.model).__name__} is in train mode with attention dropout, and transformers "
                                 f"returns its attention weights after dropout ({dropped[0]}): call model.eval() "
                                 "before recording.")
-        hf = self._hf_model()
+        self._hf = hf = self._hf_model()
         if hf is not None:  # under SDPA transformers computes no weights: eager while recording, then back
             self._saved_hf = hf.config._attn_implementation
             if self._saved_hf != "eager":
@@ -117,9 +117,8 @@ class AttentionRecorder:
         for (_, module, kind), flag in zip(self._targets, self._saved_flags):
             if kind != "hf":
                 module.fused_attn = flag
-        hf = self._hf_model()
-        if hf is not None and hf.config._attn_implementation != self._saved_hf:
-            hf.set_attn_implementation(self._saved_hf)
+        if self._hf is not None and self._hf.config._attn_implementation != self._saved_hf:
+            self._hf.set_attn_implementation(self._saved_hf)
         self._handles, self._saved_flags = [], []
         if exc_type is None and not any(self._calls):
             raise RecorderError(

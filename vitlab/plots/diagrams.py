@@ -11,13 +11,12 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..config import ViTConfig
 
-_EXTRA = {"mask": "#cfcfcf", "text": "#e6f2e0"}
 
 __all__ = ["plot_vit_overview", "plot_prenorm_block", "plot_mae_overview", "plot_clip_overview"]
 
 DPI = 90
 _COLOURS = {"data": "#e8eef7", "embed": "#fde9c9", "encoder": "#dcefdc", "head": "#f6d5d5", "norm": "#eeeeee",
-            "attention": "#d9e6f5", "mlp": "#f3e3f3"}
+            "attention": "#d9e6f5", "mlp": "#f3e3f3", "mask": "#cfcfcf"}
 
 
 def _box(ax, x, y, w, h, text, kind, fontsize=8):
@@ -149,13 +148,12 @@ def plot_mae_overview(cfg=None, title: str = "A masked autoencoder (He et al., 2
     hidden = round(n * cfg.mask_ratio)
     visible = n - hidden
     fig, ax = _canvas(11.0, 3.4, (0, 11.0), (0, 3.4))
-    colours = {**_COLOURS, **_EXTRA}
     # the patch row: visible ones coloured, hidden ones grey
     shown = 8
     keep = set(range(0, shown, max(1, round(1 / (1 - cfg.mask_ratio)))))
     for k in range(shown):
         ax.add_patch(Rectangle((0.3 + 0.22 * k, 1.45), 0.18, 0.3, edgecolor="0.3", lw=0.7,
-                               facecolor=colours["data"] if k in keep else colours["mask"]))
+                               facecolor=_COLOURS["data"] if k in keep else _COLOURS["mask"]))
     ax.text(1.15, 2.0, f"{n} patches", ha="center", fontsize=7)
     ax.text(1.15, 1.3, f"hide {cfg.mask_ratio:.0%}: {hidden} hidden,\n{visible} visible (random per image)",
             ha="center", va="top", fontsize=7)
@@ -190,7 +188,6 @@ def plot_clip_overview(cfg=None, batch: int = 4, title: str = "CLIP: two encoder
 
     cfg = cfg or CLIPConfig()
     fig, ax = _canvas(10.0, 4.2, (0, 10.0), (0, 4.2))
-    colours = {**_COLOURS, **_EXTRA}
     rows = {"image": 2.95, "text": 1.05}
     _box(ax, 0.95, rows["image"], 1.5, 0.7, "images\n" + f"{cfg.in_chans}x{cfg.img_size}x{cfg.img_size}", "data")
     _box(ax, 0.95, rows["text"], 1.5, 0.7, f"captions\n{cfg.context_length} token ids", "data")
@@ -208,7 +205,7 @@ def plot_clip_overview(cfg=None, batch: int = 4, title: str = "CLIP: two encoder
     for i in range(batch):
         for j in range(batch):
             ax.add_patch(Rectangle((left + j * size, bottom + (batch - 1 - i) * size), size, size, edgecolor="0.4",
-                                   lw=0.6, facecolor=colours["head"] if i == j else "white"))
+                                   lw=0.6, facecolor=_COLOURS["head"] if i == j else "white"))
     ax.text(left + batch * size / 2, bottom - 0.1, "scale x cosine similarity\nimages (rows) x captions (columns)",
             ha="center", va="top", fontsize=7)
     ax.text(left + batch * size + 0.12, 2.0, "cross-entropy\nboth ways:\nthe diagonal\nis the answer",

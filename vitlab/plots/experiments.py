@@ -89,7 +89,6 @@ def _mark_gap(ax, summary: Mapping, landmarks: Mapping) -> None:
     ahead, behind = landmarks.get("ahead", "cnn"), landmarks.get("behind", "vit")
     if ahead not in summary or behind not in summary:
         return
-    sizes = np.asarray(landmarks["sizes"])
 
     def mean_at(arm: str, size: int) -> float:
         s = summary[arm]
