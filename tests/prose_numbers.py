@@ -58,6 +58,11 @@ def claims(markdown: str) -> list[str]:
     return found
 
 
+def numbers_in(text: str) -> list[float]:
+    """Every number printed in a text (thousands separators and the minus sign understood)."""
+    return [float(m.group(0).replace(",", "").replace("−", "-")) for m in _OUTPUT_NUMBER.finditer(text)]
+
+
 def output_numbers(notebook: dict) -> list[float]:
     """Every number printed in the notebook's code-cell outputs (text, plain, markdown or HTML)."""
     values = []
@@ -69,8 +74,7 @@ def output_numbers(notebook: dict) -> list[float]:
             text = "".join(out.get("text", "")) + "".join(out.get("evalue", ""))
             for kind in ("text/plain", "text/markdown", "text/html"):
                 text += "\n" + "".join(data.get(kind, ""))
-            for m in _OUTPUT_NUMBER.finditer(text):
-                values.append(float(m.group(0).replace(",", "").replace("−", "-")))
+            values += numbers_in(text)
     return values
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from prose_numbers import _OUTPUT_NUMBER, backed, claims
+from prose_numbers import backed, claims, numbers_in
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 _DETAILS = re.compile(r"<details>(.*?)</details>", re.S)
@@ -52,6 +52,6 @@ def test_solution_runs_and_its_explanation_matches_its_output(ident, code, expla
             exec(compile(code, ident, "exec"), {"__name__": "__solution__"})
     finally:
         os.chdir(cwd)
-    printed = [float(m.group(0).replace(",", "")) for m in _OUTPUT_NUMBER.finditer(out.getvalue())]
+    printed = numbers_in(out.getvalue())
     stale = [c for c in claims(explanation) if not backed(c, printed)]
     assert not stale, f"{ident}: the explanation states {stale}, which the solution does not print:\n{out.getvalue()}"

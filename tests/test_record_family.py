@@ -9,7 +9,7 @@ import torch
 import vitlab
 from vitlab.analysis import record_attention
 from vitlab.layers import Attention, SoftmaxAttention
-from vitlab.models.swin import SwinBlock, WindowAttention, window_attention_to_grid
+from vitlab.models.swin import SwinBlock, window_attention_to_grid
 from vitlab.models.t2t import TokenAttention
 
 IMAGES = torch.rand(2, 1, 28, 28) * 2 - 1
